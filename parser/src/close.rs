@@ -80,12 +80,14 @@ impl<'a> CloseFrame<'a> {
             }),
             1 => Err(ProtocolError::new(ErrorKind::CloseOneByte)),
             _ => {
+                // The reason is checked first (as tungstenite does), so a
+                // frame with both faults gets 1007 from either of us.
+                let reason = simdutf8::basic::from_utf8(&payload[2..])
+                    .map_err(|_| ProtocolError::new(ErrorKind::InvalidCloseReason))?;
                 let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
                 if !code.is_valid_on_wire() {
                     return Err(ProtocolError::new(ErrorKind::InvalidCloseCode(code.0)));
                 }
-                let reason = simdutf8::basic::from_utf8(&payload[2..])
-                    .map_err(|_| ProtocolError::new(ErrorKind::InvalidCloseReason))?;
                 Ok(CloseFrame {
                     code: Some(code),
                     reason,

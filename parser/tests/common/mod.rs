@@ -92,3 +92,125 @@ pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 pub fn cframe(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     raw_frame(fin, 0, opcode, Some(KEY), payload)
 }
+
+/// A frame description that may break any rule (for generated streams).
+#[derive(Debug, Clone)]
+pub struct RawFrame {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    pub fn encode(&self, key: [u8; 4]) -> Vec<u8> {
+        raw_frame(
+            self.fin,
+            self.rsv,
+            self.opcode,
+            self.masked.then_some(key),
+            &self.payload,
+        )
+    }
+}
+
+pub mod strategies {
+    use super::RawFrame;
+    use proptest::prelude::*;
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => "[a-z ]{0,40}".prop_map(String::into_bytes),
+            3 => any::<String>().prop_map(|s| s.into_bytes().into_iter().take(300).collect()),
+            2 => proptest::collection::vec(any::<u8>(), 0..300),
+            1 => (prop::sample::select(vec![1000u16, 1001, 1003, 1004, 1011, 1016, 3000, 4999, 5000, 0]), "[a-zé]{0,10}")
+                .prop_map(|(c, r)| { let mut v = c.to_be_bytes().to_vec(); v.extend(r.into_bytes()); v }),
+            1 => Just(vec![0xce, 0xba, 0xe1]), // a code point cut short
+        ]
+    }
+
+    /// Mostly-valid frames with a small chance of breaking each rule.
+    pub fn frame(masked_weight: u32) -> impl Strategy<Value = RawFrame> {
+        (
+            prop_oneof![6 => Just(true), 1 => Just(false)],
+            prop_oneof![30 => Just(0u8), 1 => 1..8u8],
+            prop_oneof![
+                5 => Just(1u8), 5 => Just(2u8), 4 => Just(0u8), 2 => Just(9u8),
+                2 => Just(10u8), 1 => Just(8u8), 1 => 0..16u8
+            ],
+            prop_oneof![masked_weight => Just(true), 1 => Just(false)],
+            payload(),
+        )
+            .prop_map(|(fin, rsv, opcode, masked, mut payload)| {
+                // Control frames over 125 are a rule of their own: keep
+                // them rare so the rest of the stream gets exercised.
+                if opcode >= 8 && payload.len() > 125 && payload[0] % 8 != 0 {
+                    payload.truncate(125);
+                }
+                RawFrame {
+                    fin,
+                    rsv,
+                    opcode,
+                    masked,
+                    payload,
+                }
+            })
+    }
+
+    /// A well-formed message from a client, possibly fragmented, with a
+    /// control frame between its fragments; text is usually valid UTF-8.
+    fn message_group() -> impl Strategy<Value = Vec<RawFrame>> {
+        (
+            any::<bool>(),
+            payload(),
+            1usize..4,
+            proptest::option::of((9u8..=10, "[a-z]{0,5}")),
+        )
+            .prop_map(|(text, payload, nfrag, ctrl)| {
+                let size = payload.len().div_ceil(nfrag).max(1);
+                let mut chunks: Vec<&[u8]> = payload.chunks(size).collect();
+                if chunks.is_empty() {
+                    chunks.push(&[]);
+                }
+                let n = chunks.len();
+                let mut frames = Vec::new();
+                for (i, c) in chunks.into_iter().enumerate() {
+                    let opcode = if i > 0 {
+                        0
+                    } else if text {
+                        1
+                    } else {
+                        2
+                    };
+                    frames.push(RawFrame {
+                        fin: i + 1 == n,
+                        rsv: 0,
+                        opcode,
+                        masked: true,
+                        payload: c.to_vec(),
+                    });
+                    if let (0, Some((op, p))) = (i, &ctrl) {
+                        frames.push(RawFrame {
+                            fin: true,
+                            rsv: 0,
+                            opcode: *op,
+                            masked: true,
+                            payload: p.clone().into_bytes(),
+                        });
+                    }
+                }
+                frames
+            })
+    }
+
+    /// A stream from a client: mostly well-formed messages, sometimes a
+    /// frame that may break any rule.
+    pub fn client_stream() -> impl Strategy<Value = Vec<RawFrame>> {
+        proptest::collection::vec(
+            prop_oneof![8 => message_group(), 1 => frame(40).prop_map(|f| vec![f])],
+            0..10,
+        )
+        .prop_map(|groups| groups.into_iter().flatten().collect())
+    }
+}
