@@ -7,9 +7,9 @@ import json
 import os
 import sys
 
-root = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
+roots = sys.argv[1:] or ["target/criterion"]
 rows = {}
-for dirpath, _, files in os.walk(root):
+for dirpath, _, files in (w for root in roots for w in os.walk(root)):
     if "benchmark.json" not in files or not dirpath.endswith("/new"):
         continue
     bench = json.load(open(os.path.join(dirpath, "benchmark.json")))
