@@ -36,7 +36,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// An encoder for `role` that sends each message as one frame.
-    pub fn new(role: Role) -> Self {
+    pub const fn new(role: Role) -> Self {
         Encoder {
             role,
             fragment_size: usize::MAX,

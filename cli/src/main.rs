@@ -1,0 +1,40 @@
+//! `ringwire`: the command-line front end.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ringwire",
+    version,
+    about = "WebSocket engine: demo server and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve /echo (echo every message), /chat (broadcast text to every
+    /// /chat connection) and / (a browser page using both).
+    Serve(serve::ServeArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Serve(a) => serve::run(a),
+    };
+    if let Err(e) = r {
+        eprintln!("ringwire: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,153 @@
+//! `ringwire serve`: the demo server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use ringwire::{
+    Backend, ConnHandle, ConnId, Handler, HttpRequest, HttpResponse, Message, Reject, Server,
+    Upgrade, UpgradeRequest, WebSocket,
+};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Reactor threads (default: one per core).
+    #[arg(long)]
+    reactors: Option<usize>,
+    /// I/O backend: uring or epoll (default: io_uring when available;
+    /// RINGWIRE_BACKEND also works).
+    #[arg(long)]
+    backend: Option<Backend>,
+    /// Largest message in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_message_size: usize,
+    /// Pin reactor threads to cores.
+    #[arg(long)]
+    pin: bool,
+}
+
+const PAGE: &str = include_str!("page.html");
+
+type Room = Arc<Mutex<HashMap<ConnId, ConnHandle>>>;
+
+/// Which route a connection took.
+pub enum Route {
+    Echo,
+    Chat,
+}
+
+struct Demo {
+    room: Room,
+}
+
+impl Handler for Demo {
+    type Conn = Route;
+
+    fn on_upgrade(&mut self, req: &UpgradeRequest<'_>, _up: &mut Upgrade) -> Result<Route, Reject> {
+        match req.path() {
+            "/echo" => Ok(Route::Echo),
+            "/chat" => Ok(Route::Chat),
+            other => Err(Reject::new(404, format!("no WebSocket route {other}\n"))),
+        }
+    }
+
+    fn on_open(&mut self, ws: &mut WebSocket<'_, Route>) {
+        if matches!(ws.state(), Route::Chat) {
+            let h = ws.handle();
+            self.room.lock().expect("room lock").insert(h.id(), h);
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, Route>, msg: Message<'_>) {
+        match ws.state() {
+            Route::Echo => {
+                let _ = ws.send(&msg);
+            }
+            Route::Chat => {
+                if let Message::Text(t) = msg {
+                    let members: Vec<ConnHandle> = self
+                        .room
+                        .lock()
+                        .expect("room lock")
+                        .values()
+                        .cloned()
+                        .collect();
+                    for m in members {
+                        m.send_text(t.as_str());
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_close(
+        &mut self,
+        ws: &mut WebSocket<'_, Route>,
+        _code: ringwire::CloseCode,
+        _reason: &str,
+    ) {
+        if matches!(ws.state(), Route::Chat) {
+            let id = ws.handle().id();
+            self.room.lock().expect("room lock").remove(&id);
+        }
+    }
+
+    fn on_http(&mut self, req: &HttpRequest<'_>, res: &mut HttpResponse) {
+        match req.path() {
+            "/" | "/index.html" => {
+                res.header("Content-Type", "text/html; charset=utf-8");
+                res.body = PAGE.as_bytes().to_vec();
+            }
+            _ => {
+                res.status = 404;
+                res.body = b"not found\n".to_vec();
+            }
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn run(a: ServeArgs) -> std::io::Result<()> {
+    let mut b = Server::builder()
+        .bind(a.listen)
+        .max_message_size(a.max_message_size)
+        .max_frame_size(a.max_message_size)
+        .pin_cores(a.pin);
+    if let Some(n) = a.reactors {
+        b = b.reactors(n);
+    }
+    if let Some(k) = a.backend {
+        b = b.backend(k);
+    }
+    let room: Room = Arc::default();
+    let server = b.start(move |_| Demo { room: room.clone() })?;
+    eprintln!(
+        "ringwire serve: http://{0}/ (browser page), ws://{0}/echo, ws://{0}/chat  [backend {1}]",
+        server.local_addr(),
+        server.backend()
+    );
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("ringwire serve: shutting down (1001 to every connection)");
+    let stats = server.stats();
+    server.shutdown(Duration::from_secs(5));
+    eprintln!("ringwire serve: stopped; {stats:?}");
+    Ok(())
+}

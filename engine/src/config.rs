@@ -1,0 +1,117 @@
+//! Server configuration: limits, timers, backpressure, backend choice.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Which I/O backend the reactors use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring when it can be set up, epoll otherwise (the default).
+    /// `RINGWIRE_BACKEND=uring|epoll` in the environment overrides it.
+    Auto,
+    /// io_uring only (fails to start when unavailable).
+    Uring,
+    /// epoll only.
+    Epoll,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(Backend::Uring),
+            "epoll" => Ok(Backend::Epoll),
+            other => Err(format!("unknown backend {other:?} (auto, uring, epoll)")),
+        }
+    }
+}
+
+/// What happens when a connection's send queue passes the hard cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Close the connection with 1008 (policy violation). The default: a
+    /// reader that never reads is cut off.
+    Close,
+    /// Drop the message that would pass the cap (the send reports it).
+    Drop,
+}
+
+/// Everything the engine can be told. Build with [`crate::ServerBuilder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Reactor threads (default: one per core).
+    pub reactors: usize,
+    /// Pin reactor *i* to CPU *i mod ncpu*.
+    pub pin_cores: bool,
+    /// I/O backend.
+    pub backend: Backend,
+    /// Largest message (fragments summed); 1009 above it. Default 16 MiB.
+    pub max_message_size: usize,
+    /// Largest frame; 1009 above it. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Largest HTTP header block; 431 above it. Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// Time allowed from accept to a complete upgrade request. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Time allowed for the peer's close frame after ours. Default 5 s.
+    pub close_timeout: Duration,
+    /// Close connections that receive nothing for this long (1001). Off by
+    /// default.
+    pub idle_timeout: Option<Duration>,
+    /// Send a ping after this much silence from the peer; when no pong (or
+    /// any other frame) arrives within `ping_timeout`, close with 1001
+    /// ("pong timeout"). Off by default.
+    pub ping_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub ping_timeout: Duration,
+    /// Most connections over all reactors; 503 above it.
+    pub max_connections: usize,
+    /// Most connections per reactor; 503 above it.
+    pub max_connections_per_reactor: usize,
+    /// Send queue size above which sends report [`crate::SendStatus::Backpressure`].
+    pub high_watermark: usize,
+    /// Send queue size below which `on_drain` fires after backpressure.
+    pub low_watermark: usize,
+    /// Hard cap on a connection's send queue.
+    pub max_buffered: usize,
+    /// What passing the hard cap does.
+    pub overflow: OverflowPolicy,
+    /// Receive buffer size (epoll: the one shared buffer per reactor;
+    /// io_uring: each provided buffer).
+    pub recv_buffer_size: usize,
+    /// Provided buffers per io_uring reactor (a power of two).
+    pub recv_buffers: u16,
+    /// Entries in each io_uring submission queue.
+    pub ring_entries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9001".parse().expect("valid address"),
+            reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_cores: false,
+            backend: Backend::Auto,
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_header_bytes: 16 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            idle_timeout: None,
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(10),
+            max_connections: 100_000,
+            max_connections_per_reactor: 100_000,
+            high_watermark: 1 << 20,
+            low_watermark: 256 << 10,
+            max_buffered: 32 << 20,
+            overflow: OverflowPolicy::Close,
+            recv_buffer_size: 64 << 10,
+            recv_buffers: 128,
+            ring_entries: 4096,
+        }
+    }
+}

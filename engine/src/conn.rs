@@ -1,0 +1,230 @@
+//! One connection's engine-side state: handshake buffer, decoder, send
+//! queue, close-handshake flags, deadlines. Backend-independent.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use ringwire_parser::{CloseCode, Decoder, Encoder, OpCode, Role};
+
+use crate::config::OverflowPolicy;
+use crate::handle::ConnId;
+use crate::handler::SendStatus;
+use crate::reactor::Ctx;
+
+/// Server frames are unmasked, so one stateless encoder serves everyone.
+pub(crate) const ENCODER: Encoder = Encoder::new(Role::Server);
+
+/// Outgoing bytes. `sending` belongs to the kernel while a write is in
+/// flight (io_uring), so new frames go to `pending`; when `sending` is done
+/// the two swap. Buffers keep their capacity while the connection is busy
+/// and give it back when it goes quiet (see [`OutQueue::trim`]).
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    pub sending: Vec<u8>,
+    pub sent: usize,
+    pub pending: Vec<u8>,
+    pub in_flight: bool,
+}
+
+impl OutQueue {
+    pub fn buffered(&self) -> usize {
+        self.sending.len() - self.sent + self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buffered() == 0
+    }
+
+    /// The bytes to write next, moving `pending` into `sending` when the
+    /// current batch is done. Empty when there is nothing to write.
+    pub fn next_chunk(&mut self) -> &[u8] {
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.pending);
+        }
+        &self.sending[self.sent..]
+    }
+
+    /// Records `n` bytes written from the front of `next_chunk()`.
+    pub fn advance(&mut self, n: usize) {
+        self.sent += n;
+        debug_assert!(self.sent <= self.sending.len());
+    }
+
+    /// Gives memory back when nothing is queued: an idle connection should
+    /// hold no buffers.
+    pub fn trim(&mut self) {
+        if self.is_empty() && !self.in_flight {
+            self.sending = Vec::new();
+            self.pending = Vec::new();
+            self.sent = 0;
+        }
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for a complete HTTP request.
+    Handshake,
+    /// WebSocket open.
+    Open,
+    /// Nothing more will be read: flush what is queued, then close TCP.
+    Draining,
+}
+
+/// The sending side and close state of a connection, lent to callbacks
+/// through [`crate::WebSocket`].
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub out: OutQueue,
+    pub protocol: Option<String>,
+    /// We sent a close frame.
+    pub close_sent: bool,
+    /// The peer's close frame arrived.
+    pub close_received: bool,
+    /// Close TCP once the queue is flushed (no more reading).
+    pub disconnect: bool,
+    /// `on_close` has run (or must not: the handshake never completed).
+    pub close_notified: bool,
+    /// A send passed the high watermark; `on_drain` is owed.
+    pub backpressured: bool,
+    /// In the reactor's dirty list already.
+    pub dirty: bool,
+    /// Code and reason to report in `on_close` when we end the connection.
+    pub fail: Option<(CloseCode, &'static str)>,
+}
+
+impl ConnIo {
+    pub fn new(id: ConnId, peer: SocketAddr) -> Self {
+        ConnIo {
+            id,
+            peer,
+            out: OutQueue::default(),
+            protocol: None,
+            close_sent: false,
+            close_received: false,
+            disconnect: false,
+            close_notified: false,
+            backpressured: false,
+            dirty: false,
+            fail: None,
+        }
+    }
+
+    pub fn mark_dirty(&mut self, ctx: &mut Ctx) {
+        if !self.dirty {
+            self.dirty = true;
+            ctx.dirty.push(self.id.slot);
+        }
+    }
+
+    /// Queues raw bytes (handshake responses).
+    pub fn queue_raw(&mut self, ctx: &mut Ctx, bytes: &[u8]) {
+        self.out.pending.extend_from_slice(bytes);
+        self.mark_dirty(ctx);
+    }
+
+    pub fn send_data(&mut self, ctx: &mut Ctx, text: bool, payload: &[u8]) -> SendStatus {
+        if self.close_sent || self.disconnect {
+            return SendStatus::Closed;
+        }
+        let limits = &ctx.limits;
+        if self.out.buffered() + payload.len() + 14 > limits.max_buffered {
+            match limits.overflow {
+                OverflowPolicy::Drop => {
+                    ctx.stats.dropped += 1;
+                    return SendStatus::Dropped;
+                }
+                OverflowPolicy::Close => {
+                    tracing::warn!(peer = %self.peer, "send queue over the cap: closing with 1008");
+                    ctx.stats.overflows += 1;
+                    self.fail = Some((CloseCode::POLICY, "send queue overflow"));
+                    self.start_close(ctx, CloseCode::POLICY, "send queue overflow");
+                    return SendStatus::Closed;
+                }
+            }
+        }
+        let op = if text { OpCode::Text } else { OpCode::Binary };
+        ENCODER.message(&mut self.out.pending, op, payload, false);
+        ctx.stats.msgs_out += 1;
+        self.mark_dirty(ctx);
+        if self.out.buffered() > ctx.limits.high_watermark {
+            self.backpressured = true;
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    pub fn send_control(&mut self, ctx: &mut Ctx, op: OpCode, payload: &[u8]) -> SendStatus {
+        if self.close_sent || self.disconnect {
+            return SendStatus::Closed;
+        }
+        let p = &payload[..payload.len().min(125)];
+        ENCODER.frame(&mut self.out.pending, true, 0, op, p);
+        self.mark_dirty(ctx);
+        SendStatus::Sent
+    }
+
+    /// Sends our close frame (once) and starts waiting for the peer's.
+    pub fn start_close(&mut self, ctx: &mut Ctx, code: CloseCode, reason: &str) {
+        if self.close_sent || self.disconnect {
+            return;
+        }
+        ENCODER.close(&mut self.out.pending, Some(code), reason);
+        self.close_sent = true;
+        self.mark_dirty(ctx);
+        if self.close_received {
+            self.disconnect = true;
+        }
+    }
+
+    /// Fails the connection: close frame with `code`, then close TCP after
+    /// the flush without waiting for the peer.
+    pub fn fail_now(&mut self, ctx: &mut Ctx, code: CloseCode, reason: &'static str) {
+        if self.fail.is_none() {
+            self.fail = Some((code, reason));
+        }
+        self.start_close(ctx, code, reason);
+        self.disconnect = true;
+        self.mark_dirty(ctx);
+    }
+}
+
+/// A connection slot's contents.
+pub(crate) struct Conn<C> {
+    pub fd: RawFd,
+    pub phase: Phase,
+    pub io: ConnIo,
+    pub decoder: Option<Box<Decoder>>,
+    /// A partial HTTP request (only while one is arriving).
+    pub hs_buf: Vec<u8>,
+    pub user: Option<C>,
+    /// Next timer check: handshake, close or idle/ping deadline.
+    pub deadline: Instant,
+    /// Last time anything arrived.
+    pub last_rx: Instant,
+    /// When an unanswered auto-ping went out.
+    pub ping_sent: Option<Instant>,
+}
+
+impl<C> Conn<C> {
+    pub fn new(fd: RawFd, id: ConnId, peer: SocketAddr, now: Instant, deadline: Instant) -> Self {
+        Conn {
+            fd,
+            phase: Phase::Handshake,
+            io: ConnIo::new(id, peer),
+            decoder: None,
+            hs_buf: Vec::new(),
+            user: None,
+            deadline,
+            last_rx: now,
+            ping_sent: None,
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Cross-thread handles: [`ConnHandle`] (send to one connection from any
+//! thread), [`ServerHandle`] (shutdown, stats), and the per-reactor mailbox
+//! they use.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use ringwire_parser::CloseCode;
+
+/// Identifies a connection: reactor, slab slot, and the slot's generation
+/// (so a handle to a closed connection never reaches a new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) reactor: u16,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+/// What other threads ask a reactor to do.
+pub(crate) enum Command {
+    /// A freshly accepted socket.
+    Accept(RawFd, std::net::SocketAddr),
+    /// A message for a connection.
+    Send(ConnId, Outgoing),
+    /// Begin graceful shutdown: 1001 to everyone, stop when all are closed
+    /// or the deadline passes.
+    Shutdown(std::time::Instant),
+}
+
+/// A frame queued through a [`ConnHandle`].
+pub(crate) enum Outgoing {
+    Text(Bytes),
+    Binary(Bytes),
+    Ping(Bytes),
+    Close(CloseCode, String),
+}
+
+/// Wakes a reactor blocked in epoll_wait / io_uring_enter: an eventfd the
+/// reactor always has a read armed on. Wake-ups are coalesced: only the
+/// first sender after the reactor drained its mailbox writes the eventfd.
+#[derive(Debug)]
+pub(crate) struct Waker {
+    pub fd: RawFd,
+    pub pending: AtomicBool,
+}
+
+impl Waker {
+    pub fn new() -> std::io::Result<Waker> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Waker {
+            fd,
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    pub fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A
+            // failure (counter overflow) still leaves the reactor woken.
+            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Called by the reactor before draining its mailbox.
+    pub fn reset(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        // SAFETY: we own the eventfd.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Counters a reactor publishes once per loop iteration.
+#[derive(Debug, Default)]
+pub struct ReactorStats {
+    /// Open connections (handshake or WebSocket).
+    pub open: AtomicUsize,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Upgrades completed.
+    pub upgraded: AtomicU64,
+    /// Messages received.
+    pub msgs_in: AtomicU64,
+    /// Messages sent.
+    pub msgs_out: AtomicU64,
+    /// Bytes read from sockets.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_out: AtomicU64,
+    /// Connections failed for protocol errors (1002/1007/1009).
+    pub protocol_errors: AtomicU64,
+    /// Handshakes rejected (400/426/431/503 or by the handler).
+    pub handshake_errors: AtomicU64,
+    /// Handler panics.
+    pub panics: AtomicU64,
+    /// Connections closed by a timer.
+    pub timeouts: AtomicU64,
+    /// Sends refused or connections closed by the send-queue cap.
+    pub overflows: AtomicU64,
+}
+
+/// A snapshot of [`ReactorStats`] as plain numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Open connections.
+    pub open: usize,
+    /// Accepted connections.
+    pub accepted: u64,
+    /// Completed upgrades.
+    pub upgraded: u64,
+    /// Messages in.
+    pub msgs_in: u64,
+    /// Messages out.
+    pub msgs_out: u64,
+    /// Bytes in.
+    pub bytes_in: u64,
+    /// Bytes out.
+    pub bytes_out: u64,
+    /// Protocol errors.
+    pub protocol_errors: u64,
+    /// Handshake errors.
+    pub handshake_errors: u64,
+    /// Handler panics.
+    pub panics: u64,
+    /// Timer closes.
+    pub timeouts: u64,
+    /// Send-queue overflows.
+    pub overflows: u64,
+}
+
+impl ReactorStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            open: self.open.load(Ordering::Relaxed),
+            accepted: r(&self.accepted),
+            upgraded: r(&self.upgraded),
+            msgs_in: r(&self.msgs_in),
+            msgs_out: r(&self.msgs_out),
+            bytes_in: r(&self.bytes_in),
+            bytes_out: r(&self.bytes_out),
+            protocol_errors: r(&self.protocol_errors),
+            handshake_errors: r(&self.handshake_errors),
+            panics: r(&self.panics),
+            timeouts: r(&self.timeouts),
+            overflows: r(&self.overflows),
+        }
+    }
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            open: self.open + o.open,
+            accepted: self.accepted + o.accepted,
+            upgraded: self.upgraded + o.upgraded,
+            msgs_in: self.msgs_in + o.msgs_in,
+            msgs_out: self.msgs_out + o.msgs_out,
+            bytes_in: self.bytes_in + o.bytes_in,
+            bytes_out: self.bytes_out + o.bytes_out,
+            protocol_errors: self.protocol_errors + o.protocol_errors,
+            handshake_errors: self.handshake_errors + o.handshake_errors,
+            panics: self.panics + o.panics,
+            timeouts: self.timeouts + o.timeouts,
+            overflows: self.overflows + o.overflows,
+        }
+    }
+}
+
+/// What every thread may touch of a reactor.
+#[derive(Debug)]
+pub(crate) struct ReactorShared {
+    pub id: u16,
+    pub tx: Sender<Command>,
+    pub waker: Waker,
+    pub stats: ReactorStats,
+    /// Connections over all reactors (for the global limit).
+    pub total_open: Arc<AtomicUsize>,
+}
+
+impl ReactorShared {
+    pub fn send(&self, cmd: Command) -> bool {
+        let ok = self.tx.send(cmd).is_ok();
+        self.waker.wake();
+        ok
+    }
+}
+
+/// Sends to one connection from any thread. Cheap to clone. Sends to a
+/// connection that has closed are dropped silently (the result says so
+/// only when the reactor itself is gone).
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    shared: Arc<ReactorShared>,
+    id: ConnId,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(shared: Arc<ReactorShared>, id: ConnId) -> Self {
+        ConnHandle { shared, id }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Queues a text message. Returns false if the reactor has stopped.
+    pub fn send_text(&self, text: impl Into<String>) -> bool {
+        let b = Bytes::from(text.into().into_bytes());
+        self.shared.send(Command::Send(self.id, Outgoing::Text(b)))
+    }
+
+    /// Queues a binary message. Returns false if the reactor has stopped.
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> bool {
+        self.shared
+            .send(Command::Send(self.id, Outgoing::Binary(data.into())))
+    }
+
+    /// Queues a ping.
+    pub fn ping(&self, payload: impl Into<Bytes>) -> bool {
+        self.shared
+            .send(Command::Send(self.id, Outgoing::Ping(payload.into())))
+    }
+
+    /// Starts the close handshake.
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> bool {
+        self.shared
+            .send(Command::Send(self.id, Outgoing::Close(code, reason.into())))
+    }
+}
+
+/// Controls a running server.
+pub struct ServerHandle {
+    pub(crate) local_addr: std::net::SocketAddr,
+    pub(crate) reactors: Vec<Arc<ReactorShared>>,
+    pub(crate) threads: Vec<JoinHandle<()>>,
+    pub(crate) acceptor: Option<JoinHandle<()>>,
+    pub(crate) listener_fd: RawFd,
+    pub(crate) stopping: Arc<AtomicBool>,
+    pub(crate) backend: &'static str,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// `"io_uring"` or `"epoll"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Counters per reactor.
+    pub fn reactor_stats(&self) -> Vec<StatsSnapshot> {
+        self.reactors.iter().map(|r| r.stats.snapshot()).collect()
+    }
+
+    /// Counters summed over reactors.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.reactor_stats()
+            .into_iter()
+            .fold(StatsSnapshot::default(), |a, b| a + b)
+    }
+
+    /// Stops accepting, sends 1001 to every connection, waits for their
+    /// close handshakes up to `grace`, then stops the reactor threads and
+    /// waits for them.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.begin_shutdown(grace);
+        self.join();
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Unblocks the acceptor's accept() (it then sees `stopping`).
+        // SAFETY: shutdown on our listening socket; errors are harmless.
+        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
+        let deadline = std::time::Instant::now() + grace;
+        for r in &self.reactors {
+            r.send(Command::Shutdown(deadline));
+        }
+    }
+
+    /// Waits for all threads to finish (after `shutdown`, or forever).
+    pub fn join(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.begin_shutdown(Duration::from_secs(1));
+            self.join();
+        }
+    }
+}

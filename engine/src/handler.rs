@@ -1,0 +1,231 @@
+//! The handler API: what the application implements, and the per-callback
+//! view of a connection it gets.
+
+use std::net::SocketAddr;
+
+use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
+use ringwire_parser::{CloseCode, Message};
+
+use crate::conn::ConnIo;
+use crate::handle::ConnHandle;
+use crate::reactor::Ctx;
+
+/// Application callbacks. One handler instance per reactor thread (created
+/// there by the factory given to [`crate::ServerBuilder::build`]), so a
+/// handler needs no locks for its own state; `Conn` is per-connection state.
+///
+/// A panic inside any callback closes that connection with 1011 (or answers
+/// 500 during the handshake); the reactor and other connections carry on.
+pub trait Handler: 'static {
+    /// Per-connection user state, created by `on_upgrade`.
+    type Conn: 'static;
+
+    /// Decides on an upgrade request: return the connection's state to
+    /// accept (optionally picking a subprotocol through `up`), or a
+    /// [`Reject`] with the HTTP status to answer.
+    fn on_upgrade(
+        &mut self,
+        req: &UpgradeRequest<'_>,
+        up: &mut Upgrade,
+    ) -> Result<Self::Conn, Reject>;
+
+    /// The 101 response is queued; the connection is open.
+    fn on_open(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {
+        let _ = ws;
+    }
+
+    /// A complete text or binary message, borrowed from the receive buffer
+    /// whenever it arrived whole.
+    fn on_message(&mut self, ws: &mut WebSocket<'_, Self::Conn>, msg: Message<'_>) {
+        let _ = (ws, msg);
+    }
+
+    /// A ping. Return `true` (the default) to have the engine answer with a
+    /// pong carrying the same payload; `false` to answer yourself, or not.
+    fn on_ping(&mut self, ws: &mut WebSocket<'_, Self::Conn>, payload: &[u8]) -> bool {
+        let _ = (ws, payload);
+        true
+    }
+
+    /// A pong.
+    fn on_pong(&mut self, ws: &mut WebSocket<'_, Self::Conn>, payload: &[u8]) {
+        let _ = (ws, payload);
+    }
+
+    /// The send queue fell below the low watermark after a send reported
+    /// [`SendStatus::Backpressure`].
+    fn on_drain(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {
+        let _ = ws;
+    }
+
+    /// Called once when the connection's fate is sealed: the peer's close
+    /// frame arrived (its code, or 1005 when it had none), we failed the
+    /// connection (our close code), a timeout fired, or the TCP connection
+    /// ended without a close frame (1006). Sends from here are ignored.
+    fn on_close(&mut self, ws: &mut WebSocket<'_, Self::Conn>, code: CloseCode, reason: &str) {
+        let _ = (ws, code, reason);
+    }
+
+    /// A plain HTTP request (no WebSocket upgrade) on the same port. The
+    /// default answers 404. The connection is closed after the response.
+    fn on_http(&mut self, req: &HttpRequest<'_>, res: &mut HttpResponse) {
+        let _ = req;
+        res.status = 404;
+        res.body = b"not found\n".to_vec();
+    }
+}
+
+/// Choices the handler makes while accepting an upgrade.
+#[derive(Debug, Default)]
+pub struct Upgrade {
+    pub(crate) protocol: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Upgrade {
+    /// Selects one of the client's offered subprotocols.
+    pub fn protocol(&mut self, p: &str) {
+        self.protocol = Some(p.to_owned());
+    }
+
+    /// Adds a header to the 101 response.
+    pub fn header(&mut self, name: &str, value: &str) {
+        self.headers.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// An upgrade refused with an HTTP status.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// HTTP status (e.g. 403, 404).
+    pub status: u16,
+    /// Response body.
+    pub body: String,
+}
+
+impl Reject {
+    /// A rejection with `status` and a short body.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Reject {
+            status,
+            body: body.into(),
+        }
+    }
+}
+
+/// The answer to a plain HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code (default 200).
+    pub status: u16,
+    /// Extra headers (`Content-Length` is added).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Default for HttpResponse {
+    fn default() -> Self {
+        HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+}
+
+impl HttpResponse {
+    /// Sets a header.
+    pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// What happened to a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a send can report backpressure or a dropped message"]
+pub enum SendStatus {
+    /// Queued; the queue is below the high watermark.
+    Sent,
+    /// Queued, but the queue is above the high watermark: slow down until
+    /// `on_drain`.
+    Backpressure,
+    /// Not queued: it would have passed the hard cap (policy `Drop`).
+    Dropped,
+    /// Not queued: the connection is closing or closed.
+    Closed,
+}
+
+/// The connection as a callback sees it: its user state and its sending
+/// side.
+pub struct WebSocket<'a, C> {
+    pub(crate) io: &'a mut ConnIo,
+    pub(crate) ctx: &'a mut Ctx,
+    pub(crate) state: &'a mut C,
+}
+
+impl<C> WebSocket<'_, C> {
+    /// The per-connection user state.
+    pub fn state(&mut self) -> &mut C {
+        self.state
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.io.send_data(self.ctx, true, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.io.send_data(self.ctx, false, data)
+    }
+
+    /// Queues a message of the same kind (echo).
+    pub fn send(&mut self, msg: &Message<'_>) -> SendStatus {
+        self.io.send_data(self.ctx, msg.is_text(), msg.as_bytes())
+    }
+
+    /// Queues a ping (payload cut to 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
+        self.io
+            .send_control(self.ctx, ringwire_parser::OpCode::Ping, payload)
+    }
+
+    /// Queues a pong (payload cut to 125 bytes).
+    pub fn pong(&mut self, payload: &[u8]) -> SendStatus {
+        self.io
+            .send_control(self.ctx, ringwire_parser::OpCode::Pong, payload)
+    }
+
+    /// Starts the close handshake: sends a close frame and waits (up to the
+    /// close timeout) for the peer's, then closes TCP.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.io.start_close(self.ctx, code, reason);
+    }
+
+    /// A `Send + Clone` handle to send to this connection from any thread.
+    pub fn handle(&self) -> ConnHandle {
+        ConnHandle::new(self.ctx.shared.clone(), self.io.id)
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.io.out.buffered()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.io.peer
+    }
+
+    /// The subprotocol chosen at upgrade, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.io.protocol.as_deref()
+    }
+
+    /// Index of the reactor thread serving this connection.
+    pub fn reactor(&self) -> usize {
+        self.io.id.reactor as usize
+    }
+}

@@ -1,0 +1,43 @@
+//! ringwire: a WebSocket engine for latency-sensitive servers.
+//!
+//! Thread-per-core reactors (io_uring, epoll fallback) accept connections
+//! handed over by an acceptor thread, run the HTTP/1.1 upgrade and the
+//! RFC 6455 frame protocol (from [`ringwire_parser`]), and call a
+//! [`Handler`]'s callbacks. Plain HTTP requests on the same port go to
+//! [`Handler::on_http`].
+//!
+//! ```no_run
+//! use ringwire::{Handler, Message, Reject, Server, Upgrade, UpgradeRequest, WebSocket};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     type Conn = ();
+//!     fn on_upgrade(&mut self, _req: &UpgradeRequest<'_>, _up: &mut Upgrade) -> Result<(), Reject> {
+//!         Ok(())
+//!     }
+//!     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
+//!         let _ = ws.send(&msg);
+//!     }
+//! }
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:9001".parse().unwrap())
+//!     .start(|_reactor| Echo)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod config;
+mod conn;
+mod handle;
+mod handler;
+mod reactor;
+mod server;
+
+pub use config::{Backend, Config, OverflowPolicy};
+pub use handle::{ConnHandle, ConnId, ServerHandle, StatsSnapshot};
+pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
+pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
+pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
+pub use server::{Server, ServerBuilder};

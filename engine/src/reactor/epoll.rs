@@ -1,0 +1,196 @@
+//! The epoll backend: edge-triggered readiness, one shared receive buffer
+//! per reactor (an idle connection owns no buffer), writes straight from
+//! each connection's queue at the end of every loop iteration.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::Core;
+use crate::handler::Handler;
+
+const WAKER_TOKEN: u64 = u64::MAX;
+
+fn token(slot: u32, generation: u32) -> u64 {
+    (generation as u64) << 32 | slot as u64
+}
+
+struct Epoll(RawFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall, result checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Epoll(fd))
+    }
+
+    fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let r = unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: we own the epoll fd.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+/// Runs the reactor until shutdown completes.
+pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
+    let ep = Epoll::new()?;
+    let waker_fd = core.ctx.shared.waker.fd;
+    ep.add(waker_fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
+    let mut buf = vec![0u8; core.config().recv_buffer_size];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut dirty = Vec::new();
+
+    loop {
+        let timeout = if core.ctx.dirty.is_empty() {
+            core.timeout().as_millis().min(1000) as i32 + 1
+        } else {
+            0
+        };
+        // SAFETY: `events` is a valid buffer of `events.len()` entries.
+        let n =
+            unsafe { libc::epoll_wait(ep.0, events.as_mut_ptr(), events.len() as i32, timeout) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in &events[..n as usize] {
+            let (bits, tok) = (ev.events, ev.u64);
+            if tok == WAKER_TOKEN {
+                let mut v = 0u64;
+                // SAFETY: reads 8 bytes into a valid u64 from our eventfd.
+                unsafe { libc::read(waker_fd, (&mut v as *mut u64).cast(), 8) };
+                core.drain_mailbox();
+                for slot in std::mem::take(&mut core.new_conns) {
+                    let (fd, generation) = match (core.conn(slot), core.generation(slot)) {
+                        (Some(c), Some(g)) => (c.fd, g),
+                        _ => continue,
+                    };
+                    if let Err(e) = ep.add(fd, CONN_EVENTS, token(slot, generation)) {
+                        tracing::warn!("epoll_ctl add failed: {e}");
+                        close_conn(&mut core, slot);
+                    }
+                }
+                continue;
+            }
+            let slot = tok as u32;
+            if core.generation(slot) != Some((tok >> 32) as u32) {
+                continue;
+            }
+            let fd = core.conn(slot).map_or(-1, |c| c.fd);
+            if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                != 0
+            {
+                read_all(&mut core, slot, fd, &mut buf);
+            }
+            if bits & libc::EPOLLOUT as u32 != 0 {
+                core.mark_dirty(slot);
+            }
+        }
+        core.tick();
+        flush(&mut core, &mut dirty);
+        core.publish_stats();
+        if core.shutdown_done() {
+            for slot in core.live_slots() {
+                close_conn(&mut core, slot);
+            }
+            core.publish_stats();
+            return Ok(());
+        }
+    }
+}
+
+/// Reads until the socket is drained (edge-triggered), feeding the core.
+fn read_all<H: Handler>(core: &mut Core<H>, slot: u32, fd: RawFd, buf: &mut [u8]) {
+    loop {
+        if core.conn(slot).is_none_or(|c| c.io.disconnect) {
+            return;
+        }
+        // SAFETY: reads into our buffer of `buf.len()` bytes.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if r > 0 {
+            let n = r as usize;
+            core.on_data(slot, &mut buf[..n]);
+            if n < buf.len() {
+                // A short read drained the socket; a new arrival brings a
+                // new edge.
+                return;
+            }
+        } else if r == 0 {
+            core.on_eof(slot);
+            return;
+        } else {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return,
+                io::ErrorKind::Interrupted => continue,
+                _ => {
+                    tracing::debug!("read failed: {e}");
+                    core.on_eof(slot);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes every dirty connection's queue; closes connections that are done.
+fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
+    core.take_dirty(dirty);
+    for &slot in dirty.iter() {
+        while let Some(conn) = core.conn_mut(slot) {
+            let fd = conn.fd;
+            let chunk = conn.io.out.next_chunk();
+            if chunk.is_empty() {
+                break;
+            }
+            // SAFETY: writes from a live slice; MSG_NOSIGNAL turns a peer
+            // reset into EPIPE instead of SIGPIPE.
+            let r =
+                unsafe { libc::send(fd, chunk.as_ptr().cast(), chunk.len(), libc::MSG_NOSIGNAL) };
+            if r >= 0 {
+                core.on_written(slot, r as usize);
+            } else {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    // EPOLLOUT (edge) will bring us back.
+                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        tracing::debug!("send failed: {e}");
+                        core.on_eof(slot);
+                        break;
+                    }
+                }
+            }
+        }
+        if core.should_close(slot) {
+            close_conn(core, slot);
+        }
+    }
+}
+
+fn close_conn<H: Handler>(core: &mut Core<H>, slot: u32) {
+    if let Some(c) = core.conn(slot) {
+        // SAFETY: the slot owns this fd; closing also removes it from epoll.
+        unsafe { libc::close(c.fd) };
+        core.remove(slot);
+    }
+}

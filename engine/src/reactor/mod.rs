@@ -1,0 +1,793 @@
+//! The backend-independent half of a reactor: the connection slab, the
+//! handler, the handshake and frame logic, timers and the mailbox. A
+//! backend (`epoll`, `uring`) moves bytes between sockets and this core:
+//! it calls [`Core::on_data`] with received bytes, writes what
+//! [`Core::dirty`] connections have queued, and closes what
+//! [`Core::should_close`] says is done.
+
+pub(crate) mod epoll;
+pub(crate) mod uring;
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ringwire_parser::handshake::{
+    HandshakeError, Request, RequestLimits, parse_request, write_accept_response,
+    write_http_response,
+};
+use ringwire_parser::{CloseCode, Decoder, DecoderConfig, Event, Role};
+
+use crate::config::{Config, OverflowPolicy};
+use crate::conn::{Conn, Phase};
+use crate::handle::{Command, ConnId, Outgoing, ReactorShared};
+use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
+
+/// Send-side limits copied out of the config for the hot path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendLimits {
+    pub high_watermark: usize,
+    pub low_watermark: usize,
+    pub max_buffered: usize,
+    pub overflow: OverflowPolicy,
+}
+
+/// Counters kept locally and published once per loop iteration.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct LocalStats {
+    pub accepted: u64,
+    pub upgraded: u64,
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub protocol_errors: u64,
+    pub handshake_errors: u64,
+    pub panics: u64,
+    pub timeouts: u64,
+    pub overflows: u64,
+    pub dropped: u64,
+}
+
+/// What callbacks can reach besides their own connection.
+pub(crate) struct Ctx {
+    pub limits: SendLimits,
+    pub stats: LocalStats,
+    pub shared: Arc<ReactorShared>,
+    /// Slots with bytes to write (each once; see `ConnIo::dirty`).
+    pub dirty: Vec<u32>,
+}
+
+/// What a complete (or incomplete) request leads to.
+enum Outcome<C> {
+    Wait,
+    Respond(Vec<u8>),
+    Upgrade {
+        out: Vec<u8>,
+        consumed: usize,
+        state: C,
+        protocol: Option<String>,
+    },
+}
+
+struct Slot<C> {
+    generation: u32,
+    conn: Option<Conn<C>>,
+}
+
+/// How often timers are checked.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+pub(crate) struct Core<H: Handler> {
+    pub handler: H,
+    pub ctx: Ctx,
+    cfg: Config,
+    slots: Vec<Slot<H::Conn>>,
+    free: Vec<u32>,
+    open: usize,
+    rx: Receiver<Command>,
+    /// Connections accepted from the mailbox that the backend must arm.
+    pub new_conns: Vec<u32>,
+    /// Set once a shutdown was requested: (deadline).
+    pub shutdown: Option<Instant>,
+    next_tick: Instant,
+}
+
+impl<H: Handler> Core<H> {
+    pub fn new(handler: H, cfg: Config, shared: Arc<ReactorShared>, rx: Receiver<Command>) -> Self {
+        let limits = SendLimits {
+            high_watermark: cfg.high_watermark,
+            low_watermark: cfg.low_watermark,
+            max_buffered: cfg.max_buffered,
+            overflow: cfg.overflow,
+        };
+        Core {
+            handler,
+            ctx: Ctx {
+                limits,
+                stats: LocalStats::default(),
+                shared,
+                dirty: Vec::new(),
+            },
+            cfg,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            rx,
+            new_conns: Vec::new(),
+            shutdown: None,
+            next_tick: Instant::now() + TICK,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn conn(&self, slot: u32) -> Option<&Conn<H::Conn>> {
+        self.slots.get(slot as usize)?.conn.as_ref()
+    }
+
+    pub fn conn_mut(&mut self, slot: u32) -> Option<&mut Conn<H::Conn>> {
+        self.slots.get_mut(slot as usize)?.conn.as_mut()
+    }
+
+    /// The generation of a live slot (for matching completions).
+    pub fn generation(&self, slot: u32) -> Option<u32> {
+        let s = self.slots.get(slot as usize)?;
+        s.conn.as_ref().map(|_| s.generation)
+    }
+
+    /// Every live slot (for shutdown and stats).
+    pub fn live_slots(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].conn.is_some())
+            .collect()
+    }
+
+    /// Takes a newly accepted socket into the slab. Beyond the connection
+    /// limits the socket gets a 503 and is drained and closed.
+    pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
+        let now = Instant::now();
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[slot as usize];
+        s.generation = s.generation.wrapping_add(1);
+        let id = ConnId {
+            reactor: self.ctx.shared.id,
+            slot,
+            generation: s.generation,
+        };
+        let mut conn = Conn::new(fd, id, peer, now, now + self.cfg.handshake_timeout);
+        self.ctx.stats.accepted += 1;
+        self.open += 1;
+        let total = self.ctx.shared.total_open.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.open > self.cfg.max_connections_per_reactor
+            || total > self.cfg.max_connections
+            || self.shutdown.is_some()
+        {
+            tracing::warn!(%peer, open = self.open, total, "connection limit reached: 503");
+            self.ctx.stats.handshake_errors += 1;
+            let mut out = Vec::new();
+            HandshakeError::new(503, "server at connection limit").write_response(&mut out);
+            conn.io.queue_raw(&mut self.ctx, &out);
+            conn.io.disconnect = true;
+            conn.io.close_notified = true;
+            conn.phase = Phase::Draining;
+        }
+        s.conn = Some(conn);
+        slot
+    }
+
+    /// Frees a slot after the backend closed its socket (no operation of
+    /// the old connection may still complete). Runs `on_close` (1006) if
+    /// the handler has not heard of the end yet.
+    pub fn remove(&mut self, slot: u32) {
+        let Some(mut conn) = self.slots[slot as usize].conn.take() else {
+            return;
+        };
+        if !conn.io.close_notified {
+            let (code, reason) = conn
+                .io
+                .fail
+                .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+            self.notify_close(&mut conn, code, reason);
+        }
+        self.free.push(slot);
+        self.open -= 1;
+        self.ctx.shared.total_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// True when the connection's socket should be closed now: it is done
+    /// and everything queued has been written.
+    pub fn should_close(&self, slot: u32) -> bool {
+        self.conn(slot)
+            .is_some_and(|c| c.io.disconnect && c.io.out.is_empty() && !c.io.out.in_flight)
+    }
+
+    /// Puts a connection with queued bytes on the write list.
+    pub fn mark_dirty(&mut self, slot: u32) {
+        if let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.conn.as_mut())
+            && !c.io.out.is_empty()
+        {
+            c.io.mark_dirty(&mut self.ctx);
+        }
+    }
+
+    /// Takes the list of connections with bytes to write.
+    pub fn take_dirty(&mut self, into: &mut Vec<u32>) {
+        into.clear();
+        std::mem::swap(into, &mut self.ctx.dirty);
+        for &slot in into.iter() {
+            if let Some(c) = self.conn_mut(slot) {
+                c.io.dirty = false;
+            }
+        }
+    }
+
+    /// The backend wrote `n` bytes of this connection's queue.
+    pub fn on_written(&mut self, slot: u32, n: usize) {
+        self.ctx.stats.bytes_out += n as u64;
+        let low = self.ctx.limits.low_watermark;
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        conn.io.out.advance(n);
+        if conn.io.backpressured && conn.io.out.buffered() <= low {
+            conn.io.backpressured = false;
+            if conn.phase == Phase::Open && !conn.io.close_sent {
+                let Conn { io, user, .. } = conn;
+                if let Some(state) = user.as_mut() {
+                    let handler = &mut self.handler;
+                    let ctx = &mut self.ctx;
+                    let r = catch_unwind(AssertUnwindSafe(|| {
+                        handler.on_drain(&mut WebSocket { io, ctx, state })
+                    }));
+                    if r.is_err() {
+                        self.ctx.stats.panics += 1;
+                        tracing::error!("handler panicked in on_drain: closing with 1011");
+                        conn.io
+                            .fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
+                    }
+                }
+            }
+        }
+        if conn.io.out.is_empty() {
+            conn.io.out.trim();
+        }
+    }
+
+    /// The peer closed its side (read returned 0) or the socket failed.
+    pub fn on_eof(&mut self, slot: u32) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        conn.phase = Phase::Draining;
+        conn.io.disconnect = true;
+        // Nobody is reading what we would still send.
+        conn.io.out = Default::default();
+        conn.io.mark_dirty(&mut self.ctx);
+    }
+
+    /// Bytes arrived for `slot`. `data` is the backend's receive buffer and
+    /// may be modified (unmasking happens in place).
+    pub fn on_data(&mut self, slot: u32, data: &mut [u8]) {
+        self.ctx.stats.bytes_in += data.len() as u64;
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        conn.last_rx = Instant::now();
+        conn.ping_sent = None;
+        match conn.phase {
+            Phase::Draining => {}
+            Phase::Handshake => self.handshake(slot, data),
+            Phase::Open => self.frames(slot, data),
+        }
+    }
+
+    fn handshake(&mut self, slot: u32, data: &mut [u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let peer = conn.io.peer;
+        // Parse straight from the receive buffer unless a partial request
+        // is already waiting in the connection's own buffer.
+        let mut owned = std::mem::take(&mut conn.hs_buf);
+        let from_owned = !owned.is_empty();
+        if from_owned {
+            owned.extend_from_slice(data);
+        }
+        let limits = RequestLimits {
+            max_header_bytes: self.cfg.max_header_bytes,
+            max_headers: 64,
+        };
+        let outcome = {
+            let buf: &[u8] = if from_owned { &owned } else { data };
+            self.decide(peer, parse_request(buf, &limits))
+        };
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let (out, consumed, state, protocol) = match outcome {
+            Outcome::Wait => {
+                if !from_owned {
+                    owned.extend_from_slice(data);
+                }
+                conn.hs_buf = owned;
+                return;
+            }
+            Outcome::Respond(out) => return self.finish_http(slot, &out),
+            Outcome::Upgrade {
+                out,
+                consumed,
+                state,
+                protocol,
+            } => (out, consumed, state, protocol),
+        };
+        self.ctx.stats.upgraded += 1;
+        conn.io.queue_raw(&mut self.ctx, &out);
+        conn.io.protocol = protocol;
+        conn.user = Some(state);
+        conn.phase = Phase::Open;
+        conn.decoder = Some(Box::new(Decoder::new(
+            Role::Server,
+            DecoderConfig {
+                max_frame_size: self.cfg.max_frame_size,
+                max_message_size: self.cfg.max_message_size,
+                extension_rsv: 0,
+            },
+        )));
+        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
+        self.callback(slot, |h, ws| h.on_open(ws));
+        // Frames the client sent right behind its request.
+        if from_owned {
+            let mut rest = owned.split_off(consumed);
+            if !rest.is_empty() {
+                self.frames(slot, &mut rest);
+            }
+        } else if consumed < data.len() {
+            self.frames(slot, &mut data[consumed..]);
+        }
+    }
+
+    /// Turns a parsed request into the response to send: 101 (with the
+    /// handler's state), the handler's HTTP answer, or an error status.
+    fn decide(
+        &mut self,
+        peer: SocketAddr,
+        parsed: Result<Option<(Request<'_>, usize)>, HandshakeError>,
+    ) -> Outcome<H::Conn> {
+        let mut out = Vec::new();
+        match parsed {
+            Ok(None) => Outcome::Wait,
+            Err(e) => {
+                tracing::info!(%peer, status = e.status(), "handshake rejected: {}", e.reason());
+                self.ctx.stats.handshake_errors += 1;
+                e.write_response(&mut out);
+                Outcome::Respond(out)
+            }
+            Ok(Some((Request::Http(req), _))) => {
+                let mut res = HttpResponse::default();
+                let handler = &mut self.handler;
+                if catch_unwind(AssertUnwindSafe(|| handler.on_http(&req, &mut res))).is_err() {
+                    self.ctx.stats.panics += 1;
+                    tracing::error!(%peer, "handler panicked in on_http: answering 500");
+                    res = HttpResponse {
+                        status: 500,
+                        headers: Vec::new(),
+                        body: b"internal server error\n".to_vec(),
+                    };
+                }
+                res.headers.push(("Connection".into(), "close".into()));
+                let headers: Vec<(&str, &str)> = res
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                write_http_response(&mut out, res.status, &headers, &res.body);
+                Outcome::Respond(out)
+            }
+            Ok(Some((Request::Upgrade(req), consumed))) => {
+                let mut upgrade = Upgrade::default();
+                let handler = &mut self.handler;
+                match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&req, &mut upgrade))) {
+                    Ok(Ok(state)) => {
+                        let headers: Vec<(&str, &str)> = upgrade
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        let protocol = upgrade
+                            .protocol
+                            .filter(|p| req.protocols().any(|o| o == p.as_str()));
+                        write_accept_response(
+                            &mut out,
+                            req.key().as_bytes(),
+                            protocol.as_deref(),
+                            None,
+                            &headers,
+                        );
+                        Outcome::Upgrade {
+                            out,
+                            consumed,
+                            state,
+                            protocol,
+                        }
+                    }
+                    Ok(Err(reject)) => {
+                        tracing::info!(%peer, status = reject.status, "upgrade rejected by the handler");
+                        self.ctx.stats.handshake_errors += 1;
+                        write_http_response(
+                            &mut out,
+                            reject.status,
+                            &[("Connection", "close")],
+                            reject.body.as_bytes(),
+                        );
+                        Outcome::Respond(out)
+                    }
+                    Err(_) => {
+                        self.ctx.stats.panics += 1;
+                        tracing::error!(%peer, "handler panicked in on_upgrade: answering 500");
+                        write_http_response(
+                            &mut out,
+                            500,
+                            &[("Connection", "close")],
+                            b"internal server error\n",
+                        );
+                        Outcome::Respond(out)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues an HTTP response and closes after it is written.
+    fn finish_http(&mut self, slot: u32, response: &[u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        conn.io.queue_raw(&mut self.ctx, response);
+        conn.io.disconnect = true;
+        conn.io.close_notified = true;
+        conn.phase = Phase::Draining;
+        conn.hs_buf = Vec::new();
+    }
+
+    /// Runs a handler callback for an open connection, isolating panics.
+    fn callback(&mut self, slot: u32, f: impl FnOnce(&mut H, &mut WebSocket<'_, H::Conn>)) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let Some(state) = conn.user.as_mut() else {
+            return;
+        };
+        let handler = &mut self.handler;
+        let ctx = &mut self.ctx;
+        let io = &mut conn.io;
+        if catch_unwind(AssertUnwindSafe(|| {
+            f(handler, &mut WebSocket { io, ctx, state })
+        }))
+        .is_err()
+        {
+            self.ctx.stats.panics += 1;
+            tracing::error!(peer = %conn.io.peer, "handler panicked: closing the connection with 1011");
+            conn.io
+                .fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
+        }
+    }
+
+    fn notify_close(&mut self, conn: &mut Conn<H::Conn>, code: CloseCode, reason: &str) {
+        if conn.io.close_notified {
+            return;
+        }
+        conn.io.close_notified = true;
+        let Some(state) = conn.user.as_mut() else {
+            return;
+        };
+        let handler = &mut self.handler;
+        let ctx = &mut self.ctx;
+        let io = &mut conn.io;
+        if catch_unwind(AssertUnwindSafe(|| {
+            handler.on_close(&mut WebSocket { io, ctx, state }, code, reason)
+        }))
+        .is_err()
+        {
+            self.ctx.stats.panics += 1;
+            tracing::error!("handler panicked in on_close");
+        }
+    }
+
+    fn frames(&mut self, slot: u32, data: &mut [u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let Conn {
+            io, decoder, user, ..
+        } = conn;
+        let (Some(decoder), Some(state)) = (decoder.as_mut(), user.as_mut()) else {
+            return;
+        };
+        let handler = &mut self.handler;
+        let ctx = &mut self.ctx;
+        let mut pos = 0;
+        while pos < data.len() && !io.disconnect {
+            let d = match decoder.decode(&mut data[pos..]) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(peer = %io.peer, code = e.code().as_u16(), "protocol error: {e}");
+                    ctx.stats.protocol_errors += 1;
+                    io.fail_now(ctx, e.code(), e.reason());
+                    break;
+                }
+            };
+            pos += d.consumed;
+            let Some(event) = d.event else { break };
+            let mut ws = WebSocket { io, ctx, state };
+            let r = catch_unwind(AssertUnwindSafe(|| match event {
+                Event::Message(m) => {
+                    ws.ctx.stats.msgs_in += 1;
+                    handler.on_message(&mut ws, m);
+                    None
+                }
+                Event::Ping(p) => {
+                    if handler.on_ping(&mut ws, p) {
+                        let _ = ws.pong(p);
+                    }
+                    None
+                }
+                Event::Pong(p) => {
+                    handler.on_pong(&mut ws, p);
+                    None
+                }
+                // No extension owns RSV1 yet, so the decoder never yields
+                // compressed messages.
+                Event::Compressed { .. } => None,
+                Event::Close(c) => Some((c.code, c.reason.to_owned())),
+            }));
+            match r {
+                Ok(None) => {}
+                Ok(Some((code, reason))) => {
+                    // The peer's close: echo its code (an empty close for an
+                    // empty one), tell the handler, close TCP after the flush.
+                    io.close_received = true;
+                    if !io.close_sent {
+                        ringwire_parser::Encoder::new(Role::Server).close(
+                            &mut io.out.pending,
+                            code,
+                            "",
+                        );
+                        io.close_sent = true;
+                    }
+                    io.disconnect = true;
+                    io.mark_dirty(ctx);
+                    if !io.close_notified {
+                        io.close_notified = true;
+                        let code = code.unwrap_or(CloseCode::NO_STATUS);
+                        let r = catch_unwind(AssertUnwindSafe(|| {
+                            handler.on_close(&mut WebSocket { io, ctx, state }, code, &reason)
+                        }));
+                        if r.is_err() {
+                            ctx.stats.panics += 1;
+                            tracing::error!("handler panicked in on_close");
+                        }
+                    }
+                    break;
+                }
+                Err(_) => {
+                    ctx.stats.panics += 1;
+                    tracing::error!(peer = %io.peer, "handler panicked: closing the connection with 1011");
+                    io.fail_now(ctx, CloseCode::INTERNAL_ERROR, "handler panic");
+                    break;
+                }
+            }
+        }
+        if io.disconnect
+            && !io.close_notified
+            && let Some((code, reason)) = io.fail
+        {
+            self.notify_close_slot(slot, code, reason);
+        }
+    }
+
+    fn notify_close_slot(&mut self, slot: u32, code: CloseCode, reason: &str) {
+        let mut conn = self.slots[slot as usize].conn.take().expect("live slot");
+        self.notify_close(&mut conn, code, reason);
+        self.slots[slot as usize].conn = Some(conn);
+    }
+
+    /// Applies a command from another thread. Returns a newly accepted slot
+    /// for the backend to arm.
+    pub fn drain_mailbox(&mut self) {
+        self.ctx.shared.waker.reset();
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Accept(fd, peer) => {
+                    let slot = self.accept(fd, peer);
+                    self.new_conns.push(slot);
+                }
+                Command::Send(id, out) => self.send_from_handle(id, out),
+                Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+            }
+        }
+    }
+
+    fn send_from_handle(&mut self, id: ConnId, out: Outgoing) {
+        let Some(s) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        if s.generation != id.generation {
+            return;
+        }
+        let Some(conn) = s.conn.as_mut() else { return };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        let ctx = &mut self.ctx;
+        let _ = match out {
+            // Text from a handle is a `String`, so it is valid UTF-8.
+            Outgoing::Text(b) => conn.io.send_data(ctx, true, &b),
+            Outgoing::Binary(b) => conn.io.send_data(ctx, false, &b),
+            Outgoing::Ping(b) => conn.io.send_control(ctx, ringwire_parser::OpCode::Ping, &b),
+            Outgoing::Close(code, reason) => {
+                conn.io.start_close(ctx, code, &reason);
+                conn.deadline = Instant::now() + self.cfg.close_timeout;
+                crate::handler::SendStatus::Sent
+            }
+        };
+    }
+
+    fn begin_shutdown(&mut self, deadline: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        tracing::info!(
+            reactor = self.ctx.shared.id,
+            open = self.open,
+            "shutting down: 1001 to every connection"
+        );
+        self.shutdown = Some(deadline);
+        for slot in self.live_slots() {
+            let conn = self.slots[slot as usize].conn.as_mut().expect("live");
+            match conn.phase {
+                Phase::Open => {
+                    conn.io.start_close(
+                        &mut self.ctx,
+                        CloseCode::GOING_AWAY,
+                        "server shutting down",
+                    );
+                    conn.deadline = deadline;
+                }
+                Phase::Handshake => {
+                    conn.io.disconnect = true;
+                    conn.io.close_notified = true;
+                    conn.phase = Phase::Draining;
+                    conn.io.mark_dirty(&mut self.ctx);
+                }
+                Phase::Draining => {}
+            }
+        }
+    }
+
+    /// True when a shutdown is complete (or its deadline passed).
+    pub fn shutdown_done(&self) -> bool {
+        match self.shutdown {
+            Some(deadline) => self.open == 0 || Instant::now() >= deadline,
+            None => false,
+        }
+    }
+
+    /// How long the backend may block before `tick` is due.
+    pub fn timeout(&self) -> Duration {
+        self.next_tick.saturating_duration_since(Instant::now())
+    }
+
+    /// Checks deadlines when a tick is due: handshake and close timeouts,
+    /// idle timeout, auto-ping and its pong deadline. Also trims buffers of
+    /// quiet connections.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + TICK;
+        for i in 0..self.slots.len() {
+            let Some(conn) = self.slots[i].conn.as_mut() else {
+                continue;
+            };
+            if now < conn.deadline || conn.io.disconnect {
+                continue;
+            }
+            let slot = i as u32;
+            match conn.phase {
+                Phase::Handshake => {
+                    tracing::info!(peer = %conn.io.peer, "handshake timeout: closing");
+                    self.ctx.stats.timeouts += 1;
+                    conn.io.disconnect = true;
+                    conn.io.close_notified = true;
+                    conn.phase = Phase::Draining;
+                    conn.io.out = Default::default();
+                    conn.io.mark_dirty(&mut self.ctx);
+                }
+                Phase::Draining => {}
+                Phase::Open if conn.io.close_sent => {
+                    // The peer never answered our close frame.
+                    tracing::info!(peer = %conn.io.peer, "close handshake timeout: closing TCP");
+                    self.ctx.stats.timeouts += 1;
+                    conn.io.disconnect = true;
+                    conn.io.out = Default::default();
+                    conn.io.mark_dirty(&mut self.ctx);
+                    self.notify_close_slot(slot, CloseCode::ABNORMAL, "close handshake timeout");
+                }
+                Phase::Open => {
+                    let idle_for = now - conn.last_rx;
+                    let idle_hit = self.cfg.idle_timeout.is_some_and(|t| idle_for >= t);
+                    let pong_late = conn
+                        .ping_sent
+                        .is_some_and(|t| now - t >= self.cfg.ping_timeout);
+                    if idle_hit || pong_late {
+                        let reason = if idle_hit {
+                            "idle timeout"
+                        } else {
+                            "pong timeout"
+                        };
+                        tracing::info!(peer = %conn.io.peer, "{reason}: closing with 1001");
+                        self.ctx.stats.timeouts += 1;
+                        conn.io
+                            .start_close(&mut self.ctx, CloseCode::GOING_AWAY, reason);
+                        conn.deadline = now + self.cfg.close_timeout;
+                        continue;
+                    }
+                    if let Some(interval) = self.cfg.ping_interval
+                        && conn.ping_sent.is_none()
+                        && idle_for >= interval
+                    {
+                        let _ =
+                            conn.io
+                                .send_control(&mut self.ctx, ringwire_parser::OpCode::Ping, b"");
+                        conn.ping_sent = Some(now);
+                        conn.deadline = now + self.cfg.ping_timeout;
+                        continue;
+                    }
+                    conn.deadline = open_deadline(&self.cfg, conn.last_rx).max(now + TICK);
+                }
+            }
+        }
+    }
+
+    /// Publishes local counters to the shared atomics.
+    pub fn publish_stats(&mut self) {
+        let s = std::mem::take(&mut self.ctx.stats);
+        let t = &self.ctx.shared.stats;
+        let add = |a: &std::sync::atomic::AtomicU64, v: u64| {
+            if v != 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        add(&t.accepted, s.accepted);
+        add(&t.upgraded, s.upgraded);
+        add(&t.msgs_in, s.msgs_in);
+        add(&t.msgs_out, s.msgs_out);
+        add(&t.bytes_in, s.bytes_in);
+        add(&t.bytes_out, s.bytes_out);
+        add(&t.protocol_errors, s.protocol_errors);
+        add(&t.handshake_errors, s.handshake_errors);
+        add(&t.panics, s.panics);
+        add(&t.timeouts, s.timeouts);
+        add(&t.overflows, s.overflows + s.dropped);
+        t.open.store(self.open, Ordering::Relaxed);
+    }
+}
+
+/// When an open connection next needs a timer check: idle timeout or
+/// auto-ping, whichever comes first (an hour when neither is set).
+fn open_deadline(cfg: &Config, from: Instant) -> Instant {
+    let far = from + Duration::from_secs(3600);
+    let idle = cfg.idle_timeout.map_or(far, |d| from + d);
+    let ping = cfg.ping_interval.map_or(far, |d| from + d);
+    idle.min(ping)
+}

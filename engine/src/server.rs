@@ -1,0 +1,253 @@
+//! Building and starting a server: listener, acceptor thread, reactors.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::config::{Backend, Config, OverflowPolicy};
+use crate::handle::{Command, ReactorShared, ReactorStats, ServerHandle, Waker};
+use crate::handler::Handler;
+use crate::reactor::{Core, epoll, uring};
+
+/// Configures a [`Server`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    cfg: Config,
+}
+
+/// Entry point: `Server::builder()`.
+pub struct Server;
+
+impl Server {
+    /// A builder with the defaults in [`Config`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: $t:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $t) -> Self {
+            self.cfg.$name = v;
+            self
+        }
+    };
+}
+
+impl ServerBuilder {
+    /// Address to listen on (`"127.0.0.1:9001"`; port 0 picks one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.cfg.listen = addr;
+        self
+    }
+
+    setter!(/// Reactor threads (default: one per core).
+        reactors: usize);
+    setter!(/// Pin reactor threads to cores.
+        pin_cores: bool);
+    setter!(/// I/O backend.
+        backend: Backend);
+    setter!(/// Largest message (1009 above).
+        max_message_size: usize);
+    setter!(/// Largest frame (1009 above).
+        max_frame_size: usize);
+    setter!(/// Largest request header block (431 above).
+        max_header_bytes: usize);
+    setter!(/// Handshake timeout.
+        handshake_timeout: Duration);
+    setter!(/// Close handshake timeout.
+        close_timeout: Duration);
+    setter!(/// Idle timeout.
+        idle_timeout: Option<Duration>);
+    setter!(/// Auto-ping interval.
+        ping_interval: Option<Duration>);
+    setter!(/// Pong deadline for auto-ping.
+        ping_timeout: Duration);
+    setter!(/// Connection limit over all reactors (503 above).
+        max_connections: usize);
+    setter!(/// Connection limit per reactor (503 above).
+        max_connections_per_reactor: usize);
+    setter!(/// Send queue high watermark.
+        high_watermark: usize);
+    setter!(/// Send queue low watermark.
+        low_watermark: usize);
+    setter!(/// Send queue hard cap.
+        max_buffered: usize);
+    setter!(/// Policy at the hard cap.
+        overflow: OverflowPolicy);
+    setter!(/// Receive buffer size.
+        recv_buffer_size: usize);
+
+    /// The configuration so far.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Binds the listener and starts the acceptor and reactor threads.
+    /// `factory(reactor_index)` creates each reactor's handler, on that
+    /// reactor's thread.
+    pub fn start<H, F>(self, factory: F) -> io::Result<ServerHandle>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        let cfg = self.cfg;
+        let backend = choose_backend(cfg.backend)?;
+        let listener = TcpListener::bind(cfg.listen)?;
+        let local_addr = listener.local_addr()?;
+        let listener_fd = listener.as_raw_fd();
+        let n = cfg.reactors.max(1);
+        tracing::info!(%local_addr, reactors = n, backend, "ringwire listening");
+
+        let factory = Arc::new(factory);
+        let total_open = Arc::new(AtomicUsize::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut reactors = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let shared = Arc::new(ReactorShared {
+                id: i as u16,
+                tx,
+                waker: Waker::new()?,
+                stats: ReactorStats::default(),
+                total_open: total_open.clone(),
+            });
+            reactors.push(shared.clone());
+            let cfg = cfg.clone();
+            let factory = factory.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("ringwire-reactor-{i}"))
+                .spawn(move || {
+                    if cfg.pin_cores {
+                        pin_to_core(i);
+                    }
+                    let handler = factory(i);
+                    let core = Core::new(handler, cfg, shared, rx);
+                    let r = match backend {
+                        "io_uring" => uring::run(core),
+                        _ => epoll::run(core),
+                    };
+                    if let Err(e) = r {
+                        tracing::error!(reactor = i, "reactor stopped with an error: {e}");
+                    }
+                })?;
+            threads.push(t);
+        }
+
+        let acceptor = {
+            let reactors = reactors.clone();
+            let stopping = stopping.clone();
+            std::thread::Builder::new()
+                .name("ringwire-acceptor".into())
+                .spawn(move || accept_loop(listener, reactors, stopping))?
+        };
+
+        Ok(ServerHandle {
+            local_addr,
+            reactors,
+            threads,
+            acceptor: Some(acceptor),
+            listener_fd,
+            stopping,
+            backend,
+        })
+    }
+}
+
+/// Picks the backend: the environment (`RINGWIRE_BACKEND`) overrides the
+/// builder's `Auto`; `Auto` uses io_uring when it can be set up here.
+fn choose_backend(requested: Backend) -> io::Result<&'static str> {
+    let requested = match (requested, std::env::var("RINGWIRE_BACKEND")) {
+        (Backend::Auto, Ok(v)) if !v.is_empty() => v
+            .parse::<Backend>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        (b, _) => b,
+    };
+    match requested {
+        Backend::Epoll => {
+            tracing::info!("backend: epoll (requested)");
+            Ok("epoll")
+        }
+        Backend::Uring => match uring::probe() {
+            Ok(()) => Ok("io_uring"),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("io_uring requested but unavailable: {e}"),
+            )),
+        },
+        Backend::Auto => match uring::probe() {
+            Ok(()) if uring::SUPPORTED => {
+                tracing::info!("backend: io_uring");
+                Ok("io_uring")
+            }
+            Ok(()) => {
+                tracing::info!("backend: epoll (io_uring backend not built yet)");
+                Ok("epoll")
+            }
+            Err(e) => {
+                tracing::warn!("backend: epoll (io_uring unavailable: {e})");
+                Ok("epoll")
+            }
+        },
+    }
+}
+
+fn pin_to_core(i: usize) {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(i % ncpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!("could not pin reactor {i}: {}", io::Error::last_os_error());
+        }
+    }
+}
+
+/// Accepts connections and hands them to reactors round-robin.
+fn accept_loop(
+    listener: TcpListener,
+    reactors: Vec<Arc<ReactorShared>>,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut next = 0usize;
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                if let Err(e) = stream.set_nonblocking(true).and(stream.set_nodelay(true)) {
+                    tracing::warn!(%peer, "socket setup failed: {e}");
+                    continue;
+                }
+                let fd = stream.into_raw_fd();
+                let r = &reactors[next % reactors.len()];
+                next = next.wrapping_add(1);
+                if !r.send(Command::Accept(fd, peer)) {
+                    // SAFETY: the reactor is gone; we still own the fd.
+                    unsafe { libc::close(fd) };
+                }
+            }
+            Err(e) => {
+                if stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                match e.raw_os_error() {
+                    Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
+                    | Some(libc::ENOMEM) => {
+                        tracing::warn!("accept: {e}; pausing 10 ms");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => tracing::debug!("accept: {e}"),
+                }
+            }
+        }
+    }
+    tracing::info!("acceptor stopped");
+}
