@@ -97,6 +97,8 @@ pub(crate) struct ConnIo {
     pub dirty: bool,
     /// Code and reason to report in `on_close` when we end the connection.
     pub fail: Option<(CloseCode, &'static str)>,
+    /// The peer is gone or too slow to wait for: close without flushing.
+    pub abandoned: bool,
 }
 
 impl ConnIo {
@@ -113,7 +115,26 @@ impl ConnIo {
             backpressured: false,
             dirty: false,
             fail: None,
+            abandoned: false,
         }
+    }
+
+    /// Stops sending: drops what is queued (except a buffer the kernel is
+    /// still reading from) and closes as soon as nothing is in flight.
+    pub fn abandon(&mut self, ctx: &mut Ctx) {
+        self.abandoned = true;
+        self.disconnect = true;
+        if self.out.in_flight {
+            self.out.pending = Vec::new();
+        } else {
+            self.out = OutQueue::default();
+        }
+        self.mark_dirty(ctx);
+    }
+
+    /// True when the socket should be closed now.
+    pub fn done(&self) -> bool {
+        self.disconnect && !self.out.in_flight && (self.abandoned || self.out.is_empty())
     }
 
     pub fn mark_dirty(&mut self, ctx: &mut Ctx) {
@@ -211,6 +232,10 @@ pub(crate) struct Conn<C> {
     pub last_rx: Instant,
     /// When an unanswered auto-ping went out.
     pub ping_sent: Option<Instant>,
+    /// io_uring: a multishot recv is armed for this socket.
+    pub recv_active: bool,
+    /// io_uring: a cancel for that recv has been submitted.
+    pub cancel_sent: bool,
 }
 
 impl<C> Conn<C> {
@@ -225,6 +250,8 @@ impl<C> Conn<C> {
             deadline,
             last_rx: now,
             ping_sent: None,
+            recv_active: false,
+            cancel_sent: false,
         }
     }
 }

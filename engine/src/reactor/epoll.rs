@@ -156,6 +156,9 @@ fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
     core.take_dirty(dirty);
     for &slot in dirty.iter() {
         while let Some(conn) = core.conn_mut(slot) {
+            if conn.io.abandoned {
+                break;
+            }
             let fd = conn.fd;
             let chunk = conn.io.out.next_chunk();
             if chunk.is_empty() {

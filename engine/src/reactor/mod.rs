@@ -213,8 +213,7 @@ impl<H: Handler> Core<H> {
     /// True when the connection's socket should be closed now: it is done
     /// and everything queued has been written.
     pub fn should_close(&self, slot: u32) -> bool {
-        self.conn(slot)
-            .is_some_and(|c| c.io.disconnect && c.io.out.is_empty() && !c.io.out.in_flight)
+        self.conn(slot).is_some_and(|c| c.io.done())
     }
 
     /// Puts a connection with queued bytes on the write list.
@@ -278,10 +277,8 @@ impl<H: Handler> Core<H> {
             return;
         };
         conn.phase = Phase::Draining;
-        conn.io.disconnect = true;
         // Nobody is reading what we would still send.
-        conn.io.out = Default::default();
-        conn.io.mark_dirty(&mut self.ctx);
+        conn.io.abandon(&mut self.ctx);
     }
 
     /// Bytes arrived for `slot`. `data` is the backend's receive buffer and
@@ -707,20 +704,16 @@ impl<H: Handler> Core<H> {
                 Phase::Handshake => {
                     tracing::info!(peer = %conn.io.peer, "handshake timeout: closing");
                     self.ctx.stats.timeouts += 1;
-                    conn.io.disconnect = true;
                     conn.io.close_notified = true;
                     conn.phase = Phase::Draining;
-                    conn.io.out = Default::default();
-                    conn.io.mark_dirty(&mut self.ctx);
+                    conn.io.abandon(&mut self.ctx);
                 }
                 Phase::Draining => {}
                 Phase::Open if conn.io.close_sent => {
                     // The peer never answered our close frame.
                     tracing::info!(peer = %conn.io.peer, "close handshake timeout: closing TCP");
                     self.ctx.stats.timeouts += 1;
-                    conn.io.disconnect = true;
-                    conn.io.out = Default::default();
-                    conn.io.mark_dirty(&mut self.ctx);
+                    conn.io.abandon(&mut self.ctx);
                     self.notify_close_slot(slot, CloseCode::ABNORMAL, "close handshake timeout");
                 }
                 Phase::Open => {
