@@ -118,7 +118,9 @@ pub struct Decoder {
     frame: Option<FrameInProgress>,
     msg: Option<MessageInProgress>,
     msg_buf: BytesMut,
-    ctrl: [u8; 125],
+    /// A control frame's payload split across inputs. Boxed on first use:
+    /// it is rare, and an idle connection should not carry 125 bytes.
+    ctrl: Option<Box<[u8; 125]>>,
     ctrl_len: u8,
     closed: bool,
     error: Option<ProtocolError>,
@@ -135,7 +137,7 @@ impl Decoder {
             frame: None,
             msg: None,
             msg_buf: BytesMut::new(),
-            ctrl: [0; 125],
+            ctrl: None,
             ctrl_len: 0,
             closed: false,
             error: None,
@@ -195,7 +197,10 @@ impl Decoder {
         let event = match out {
             Out::None => None,
             Out::Input { kind, start, end } => Some(make_event(kind, &input[start..end])),
-            Out::Ctrl { kind, len } => Some(make_event(kind, &self.ctrl[..len])),
+            Out::Ctrl { kind, len } => {
+                let ctrl = self.ctrl.as_deref().expect("split control frame stored");
+                Some(make_event(kind, &ctrl[..len]))
+            }
             Out::Owned { kind, bytes } => Some(match kind {
                 Kind::Text => Event::Message(Message::Text(TextPayload::new_validated(
                     Payload::Owned(bytes),
@@ -227,7 +232,8 @@ impl Decoder {
                 let (done, opcode, fin) = (frame.remaining == 0, frame.opcode, frame.fin);
                 if opcode.is_control() {
                     let n = self.ctrl_len as usize;
-                    self.ctrl[n..n + avail].copy_from_slice(chunk);
+                    let ctrl = self.ctrl.get_or_insert_with(|| Box::new([0; 125]));
+                    ctrl[n..n + avail].copy_from_slice(chunk);
                     self.ctrl_len += avail as u8;
                 } else {
                     self.append_fragment(chunk)?;
@@ -240,7 +246,7 @@ impl Decoder {
                     let len = std::mem::take(&mut self.ctrl_len) as usize;
                     // A split control frame is rare; copying 125 bytes keeps
                     // the borrow of `self.ctrl` out of `control`'s way.
-                    let ctrl = self.ctrl;
+                    let ctrl = **self.ctrl.as_ref().expect("split control frame stored");
                     let kind = self.control(opcode, &ctrl[..len])?;
                     return Ok((pos, Out::Ctrl { kind, len }));
                 }

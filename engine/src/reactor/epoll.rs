@@ -71,6 +71,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             }
             return Err(e);
         }
+        core.refresh_clock();
         for ev in &events[..n as usize] {
             let (bits, tok) = (ev.events, ev.u64);
             if tok == WAKER_TOKEN {

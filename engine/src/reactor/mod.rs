@@ -82,6 +82,31 @@ struct Slot<C> {
 /// How often timers are checked.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
+/// A reactor-local timestamp: milliseconds since the reactor started, in a
+/// u32 (4 bytes per timestamp instead of 16 keeps idle connections small).
+/// Compared with wrapping arithmetic; deadlines are never more than a day
+/// ahead, far inside the 24-day window that makes that sound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ms(u32);
+
+/// The longest timer the engine arms at once.
+const MAX_TIMER: Duration = Duration::from_secs(86_400);
+
+impl Ms {
+    pub fn plus(self, d: Duration) -> Ms {
+        Ms(self.0.wrapping_add(d.min(MAX_TIMER).as_millis() as u32))
+    }
+
+    /// `self` is at or after `t`.
+    pub fn reached(self, t: Ms) -> bool {
+        self.0.wrapping_sub(t.0) < 1 << 31
+    }
+
+    pub fn since(self, t: Ms) -> Duration {
+        Duration::from_millis(self.0.wrapping_sub(t.0) as u64)
+    }
+}
+
 pub(crate) struct Core<H: Handler> {
     pub handler: H,
     pub ctx: Ctx,
@@ -95,6 +120,9 @@ pub(crate) struct Core<H: Handler> {
     /// Set once a shutdown was requested: (deadline).
     pub shutdown: Option<Instant>,
     next_tick: Instant,
+    epoch: Instant,
+    /// The current time, refreshed by `tick` once per loop iteration.
+    now: Ms,
 }
 
 impl<H: Handler> Core<H> {
@@ -121,6 +149,8 @@ impl<H: Handler> Core<H> {
             new_conns: Vec::new(),
             shutdown: None,
             next_tick: Instant::now() + TICK,
+            epoch: Instant::now(),
+            now: Ms(0),
         }
     }
 
@@ -152,7 +182,7 @@ impl<H: Handler> Core<H> {
     /// Takes a newly accepted socket into the slab. Beyond the connection
     /// limits the socket gets a 503 and is drained and closed.
     pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
-        let now = Instant::now();
+        let now = self.now;
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -170,7 +200,7 @@ impl<H: Handler> Core<H> {
             slot,
             generation: s.generation,
         };
-        let mut conn = Conn::new(fd, id, peer, now, now + self.cfg.handshake_timeout);
+        let mut conn = Conn::new(fd, id, peer, now, now.plus(self.cfg.handshake_timeout));
         self.ctx.stats.accepted += 1;
         self.open += 1;
         let total = self.ctx.shared.total_open.fetch_add(1, Ordering::Relaxed) + 1;
@@ -288,7 +318,7 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        conn.last_rx = Instant::now();
+        conn.last_rx = self.now;
         conn.ping_sent = None;
         match conn.phase {
             Phase::Draining => {}
@@ -334,7 +364,7 @@ impl<H: Handler> Core<H> {
         };
         self.ctx.stats.upgraded += 1;
         conn.io.queue_raw(&mut self.ctx, &out);
-        conn.io.protocol = protocol;
+        conn.io.protocol = protocol.map(String::into_boxed_str);
         conn.user = Some(state);
         conn.phase = Phase::Open;
         conn.decoder = Some(Box::new(Decoder::new(
@@ -632,7 +662,7 @@ impl<H: Handler> Core<H> {
             Outgoing::Ping(b) => conn.io.send_control(ctx, ringwire_parser::OpCode::Ping, &b),
             Outgoing::Close(code, reason) => {
                 conn.io.start_close(ctx, code, &reason);
-                conn.deadline = Instant::now() + self.cfg.close_timeout;
+                conn.deadline = self.now.plus(self.cfg.close_timeout);
                 crate::handler::SendStatus::Sent
             }
         };
@@ -657,7 +687,9 @@ impl<H: Handler> Core<H> {
                         CloseCode::GOING_AWAY,
                         "server shutting down",
                     );
-                    conn.deadline = deadline;
+                    conn.deadline = self
+                        .now
+                        .plus(deadline.saturating_duration_since(Instant::now()));
                 }
                 Phase::Handshake => {
                     conn.io.disconnect = true;
@@ -678,6 +710,14 @@ impl<H: Handler> Core<H> {
         }
     }
 
+    /// Reads the clock once; backends call this when their wait returns.
+    pub fn refresh_clock(&mut self) -> Instant {
+        let instant = Instant::now();
+        let ms = instant.duration_since(self.epoch).as_millis() as u64;
+        self.now = Ms(ms as u32);
+        instant
+    }
+
     /// How long the backend may block before `tick` is due.
     pub fn timeout(&self) -> Duration {
         self.next_tick.saturating_duration_since(Instant::now())
@@ -687,16 +727,17 @@ impl<H: Handler> Core<H> {
     /// idle timeout, auto-ping and its pong deadline. Also trims buffers of
     /// quiet connections.
     pub fn tick(&mut self) {
-        let now = Instant::now();
-        if now < self.next_tick {
+        let instant = self.refresh_clock();
+        if instant < self.next_tick {
             return;
         }
-        self.next_tick = now + TICK;
+        self.next_tick = instant + TICK;
+        let now = self.now;
         for i in 0..self.slots.len() {
             let Some(conn) = self.slots[i].conn.as_mut() else {
                 continue;
             };
-            if now < conn.deadline || conn.io.disconnect {
+            if !now.reached(conn.deadline) || conn.io.disconnect {
                 continue;
             }
             let slot = i as u32;
@@ -717,11 +758,11 @@ impl<H: Handler> Core<H> {
                     self.notify_close_slot(slot, CloseCode::ABNORMAL, "close handshake timeout");
                 }
                 Phase::Open => {
-                    let idle_for = now - conn.last_rx;
+                    let idle_for = now.since(conn.last_rx);
                     let idle_hit = self.cfg.idle_timeout.is_some_and(|t| idle_for >= t);
                     let pong_late = conn
                         .ping_sent
-                        .is_some_and(|t| now - t >= self.cfg.ping_timeout);
+                        .is_some_and(|t| now.since(t) >= self.cfg.ping_timeout);
                     if idle_hit || pong_late {
                         let reason = if idle_hit {
                             "idle timeout"
@@ -732,7 +773,7 @@ impl<H: Handler> Core<H> {
                         self.ctx.stats.timeouts += 1;
                         conn.io
                             .start_close(&mut self.ctx, CloseCode::GOING_AWAY, reason);
-                        conn.deadline = now + self.cfg.close_timeout;
+                        conn.deadline = now.plus(self.cfg.close_timeout);
                         continue;
                     }
                     if let Some(interval) = self.cfg.ping_interval
@@ -743,10 +784,15 @@ impl<H: Handler> Core<H> {
                             conn.io
                                 .send_control(&mut self.ctx, ringwire_parser::OpCode::Ping, b"");
                         conn.ping_sent = Some(now);
-                        conn.deadline = now + self.cfg.ping_timeout;
+                        conn.deadline = now.plus(self.cfg.ping_timeout);
                         continue;
                     }
-                    conn.deadline = open_deadline(&self.cfg, conn.last_rx).max(now + TICK);
+                    let next = open_deadline(&self.cfg, conn.last_rx);
+                    conn.deadline = if now.reached(next) {
+                        now.plus(TICK)
+                    } else {
+                        next
+                    };
                 }
             }
         }
@@ -778,9 +824,9 @@ impl<H: Handler> Core<H> {
 
 /// When an open connection next needs a timer check: idle timeout or
 /// auto-ping, whichever comes first (an hour when neither is set).
-fn open_deadline(cfg: &Config, from: Instant) -> Instant {
-    let far = from + Duration::from_secs(3600);
-    let idle = cfg.idle_timeout.map_or(far, |d| from + d);
-    let ping = cfg.ping_interval.map_or(far, |d| from + d);
-    idle.min(ping)
+fn open_deadline(cfg: &Config, from: Ms) -> Ms {
+    let far = Duration::from_secs(3600);
+    let idle = cfg.idle_timeout.unwrap_or(far);
+    let ping = cfg.ping_interval.unwrap_or(far);
+    from.plus(idle.min(ping))
 }

@@ -188,6 +188,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 ) => {}
             Err(e) => break Err(e),
         }
+        core.refresh_clock();
         cqes.clear();
         cqes.extend(
             ring.completion()
