@@ -1,0 +1,113 @@
+//! `ringwire serve` as users run it: the binary on a free port, /echo,
+//! /chat across reactors, the page at /, and SIGINT delivering 1001.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(backend: &str) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--reactors",
+            "2",
+            "--backend",
+            backend,
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringwire starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("a banner line").unwrap();
+        if let Some(rest) = line.strip_prefix("ringwire serve: http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, addr }
+}
+
+fn ws(addr: &str, path: &str) -> WebSocket<TcpStream> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), s).expect("upgrade");
+    ws
+}
+
+fn check(backend: &str) {
+    let srv = serve(backend);
+
+    let mut echo = ws(&srv.addr, "/echo");
+    echo.send(Message::text("héllo")).unwrap();
+    assert_eq!(echo.read().unwrap(), Message::text("héllo"));
+    echo.send(Message::binary(vec![9u8; 100_000])).unwrap();
+    assert_eq!(echo.read().unwrap(), Message::binary(vec![9u8; 100_000]));
+
+    // Four chat members land on both reactors (round-robin): one message
+    // reaches all of them.
+    // Members are registered in on_open, which runs before the 101 is
+    // flushed, so every client that has its 101 is in the room.
+    let mut chat: Vec<_> = (0..4).map(|_| ws(&srv.addr, "/chat")).collect();
+    chat[1].send(Message::text("to everyone")).unwrap();
+    for c in chat.iter_mut() {
+        assert_eq!(c.read().unwrap(), Message::text("to everyone"));
+    }
+
+    // The page, and a 404 for an unknown path.
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("new WebSocket"));
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+
+    drop(chat);
+    // SIGINT: every open connection gets 1001, then the process exits.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(srv.child.id() as i32, libc::SIGINT) };
+    match echo.read() {
+        Ok(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::Away),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    let _ = echo.flush();
+    let mut srv = srv;
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn serve_epoll() {
+    check("epoll");
+}
+
+#[test]
+fn serve_uring() {
+    check("uring");
+}
