@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+mod acceptor;
 mod config;
 mod conn;
 mod handle;

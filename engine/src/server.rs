@@ -2,13 +2,14 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
+use crate::acceptor;
 use crate::config::{Backend, Config, OverflowPolicy};
-use crate::handle::{Command, ReactorShared, ReactorStats, ServerHandle, Waker};
+use crate::handle::{ReactorShared, ReactorStats, ServerHandle, Waker};
 use crate::handler::Handler;
 use crate::reactor::{Core, epoll, uring};
 
@@ -144,7 +145,7 @@ impl ServerBuilder {
             let stopping = stopping.clone();
             std::thread::Builder::new()
                 .name("ringwire-acceptor".into())
-                .spawn(move || accept_loop(listener, reactors, stopping))?
+                .spawn(move || acceptor::run(listener, reactors, stopping, backend == "io_uring"))?
         };
 
         Ok(ServerHandle {
@@ -207,47 +208,4 @@ fn pin_to_core(i: usize) {
             tracing::warn!("could not pin reactor {i}: {}", io::Error::last_os_error());
         }
     }
-}
-
-/// Accepts connections and hands them to reactors round-robin.
-fn accept_loop(
-    listener: TcpListener,
-    reactors: Vec<Arc<ReactorShared>>,
-    stopping: Arc<AtomicBool>,
-) {
-    let mut next = 0usize;
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if stopping.load(Ordering::Acquire) {
-                    break;
-                }
-                if let Err(e) = stream.set_nonblocking(true).and(stream.set_nodelay(true)) {
-                    tracing::warn!(%peer, "socket setup failed: {e}");
-                    continue;
-                }
-                let fd = stream.into_raw_fd();
-                let r = &reactors[next % reactors.len()];
-                next = next.wrapping_add(1);
-                if !r.send(Command::Accept(fd, peer)) {
-                    // SAFETY: the reactor is gone; we still own the fd.
-                    unsafe { libc::close(fd) };
-                }
-            }
-            Err(e) => {
-                if stopping.load(Ordering::Acquire) {
-                    break;
-                }
-                match e.raw_os_error() {
-                    Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
-                    | Some(libc::ENOMEM) => {
-                        tracing::warn!("accept: {e}; pausing 10 ms");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    _ => tracing::debug!("accept: {e}"),
-                }
-            }
-        }
-    }
-    tracing::info!("acceptor stopped");
 }
