@@ -235,6 +235,8 @@ pub(crate) struct Conn<C> {
     pub recv_active: bool,
     /// io_uring: a cancel for that recv has been submitted.
     pub cancel_sent: bool,
+    /// `deadline` now counts down the close handshake.
+    pub close_armed: bool,
 }
 
 impl<C> Conn<C> {
@@ -251,6 +253,7 @@ impl<C> Conn<C> {
             ping_sent: None,
             recv_active: false,
             cancel_sent: false,
+            close_armed: false,
         }
     }
 }

@@ -662,7 +662,6 @@ impl<H: Handler> Core<H> {
             Outgoing::Ping(b) => conn.io.send_control(ctx, ringwire_parser::OpCode::Ping, &b),
             Outgoing::Close(code, reason) => {
                 conn.io.start_close(ctx, code, &reason);
-                conn.deadline = self.now.plus(self.cfg.close_timeout);
                 crate::handler::SendStatus::Sent
             }
         };
@@ -690,6 +689,7 @@ impl<H: Handler> Core<H> {
                     conn.deadline = self
                         .now
                         .plus(deadline.saturating_duration_since(Instant::now()));
+                    conn.close_armed = true;
                 }
                 Phase::Handshake => {
                     conn.io.disconnect = true;
@@ -737,6 +737,13 @@ impl<H: Handler> Core<H> {
             let Some(conn) = self.slots[i].conn.as_mut() else {
                 continue;
             };
+            if conn.io.close_sent && !conn.close_armed && !conn.io.disconnect {
+                // We sent a close frame (handler, handle, overflow): the
+                // peer has the close timeout to answer.
+                conn.close_armed = true;
+                conn.deadline = now.plus(self.cfg.close_timeout);
+                continue;
+            }
             if !now.reached(conn.deadline) || conn.io.disconnect {
                 continue;
             }
@@ -774,6 +781,7 @@ impl<H: Handler> Core<H> {
                         conn.io
                             .start_close(&mut self.ctx, CloseCode::GOING_AWAY, reason);
                         conn.deadline = now.plus(self.cfg.close_timeout);
+                        conn.close_armed = true;
                         continue;
                     }
                     if let Some(interval) = self.cfg.ping_interval
