@@ -97,6 +97,8 @@ pub(crate) struct ConnIo {
     pub dirty: bool,
     /// Code and reason to report in `on_close` when we end the connection.
     pub fail: Option<(CloseCode, &'static str)>,
+    /// When our close frame was queued (the close timeout runs from here).
+    pub close_sent_at: Option<Instant>,
 }
 
 impl ConnIo {
@@ -113,6 +115,7 @@ impl ConnIo {
             backpressured: false,
             dirty: false,
             fail: None,
+            close_sent_at: None,
         }
     }
 
@@ -178,6 +181,7 @@ impl ConnIo {
         }
         ENCODER.close(&mut self.out.pending, Some(code), reason);
         self.close_sent = true;
+        self.close_sent_at = Some(Instant::now());
         self.mark_dirty(ctx);
         if self.close_received {
             self.disconnect = true;

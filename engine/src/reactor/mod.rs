@@ -699,7 +699,13 @@ impl<H: Handler> Core<H> {
             let Some(conn) = self.slots[i].conn.as_mut() else {
                 continue;
             };
-            if now < conn.deadline || conn.io.disconnect {
+            // A close started from a callback or a send (not through a
+            // path that set `deadline`) still gets the close timeout.
+            let due = match conn.io.close_sent_at {
+                Some(t) => conn.deadline.min(t + self.cfg.close_timeout),
+                None => conn.deadline,
+            };
+            if now < due || conn.io.disconnect {
                 continue;
             }
             let slot = i as u32;
