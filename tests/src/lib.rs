@@ -318,7 +318,7 @@ impl RawClient {
         let mut resp = Vec::new();
         let consumed = loop {
             let mut b = [0u8; 4096];
-            let n = sock.read(&mut b).expect("read 101");
+            let n = read_retrying(&mut sock, &mut b).expect("read 101");
             assert!(
                 n > 0,
                 "server closed during the handshake: {:?}",
@@ -393,7 +393,7 @@ impl RawClient {
                 }
             }
             let mut chunk = vec![0u8; 256 << 10];
-            match self.sock.read(&mut chunk) {
+            match read_retrying(&mut self.sock, &mut chunk) {
                 Ok(0) => {
                     assert!(
                         self.pending.is_empty() && self.dec.is_idle(),
@@ -437,7 +437,7 @@ impl RawClient {
 /// no further bytes, no timeout).
 pub fn expect_eof(sock: &mut TcpStream) {
     let mut b = [0u8; 1024];
-    match sock.read(&mut b) {
+    match read_retrying(sock, &mut b) {
         Ok(0) => {}
         Ok(n) => panic!(
             "expected EOF, got {n} more bytes: {:?}",
@@ -447,6 +447,16 @@ pub fn expect_eof(sock: &mut TcpStream) {
             panic!("the server did not close the connection within {STEP:?}")
         }
         Err(e) => panic!("expected EOF, got an error: {e}"),
+    }
+}
+
+/// `read`, retried when a signal interrupts it.
+pub fn read_retrying(sock: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match sock.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            r => return r,
+        }
     }
 }
 
@@ -479,7 +489,7 @@ pub fn read_http_response(sock: &mut TcpStream) -> HttpResponse {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        let n = sock.read(&mut chunk).expect("read response");
+        let n = read_retrying(sock, &mut chunk).expect("read response");
         assert!(
             n > 0,
             "connection closed before a full response: {:?}",
@@ -512,7 +522,7 @@ pub fn read_http_response(sock: &mut TcpStream) -> HttpResponse {
         .header("Content-Length")
         .map_or(0, |v| v.parse().expect("Content-Length"));
     while res.body.len() < len {
-        let n = sock.read(&mut chunk).expect("read body");
+        let n = read_retrying(sock, &mut chunk).expect("read body");
         assert!(n > 0, "connection closed in the body");
         res.body.extend_from_slice(&chunk[..n]);
     }
