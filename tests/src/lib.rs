@@ -27,7 +27,13 @@ pub const STEP: Duration = Duration::from_secs(10);
 
 /// Generates one `#[test]` per backend from `fn body(backend: Backend)`:
 ///
-/// ```ignore
+/// ```
+/// use ringwire_tests::{Backend, backend_tests};
+///
+/// fn echo_sizes(backend: Backend) {
+///     let _ = backend;
+/// }
+///
 /// backend_tests! {
 ///     echo_sizes: echo_sizes_epoll, echo_sizes_uring;
 /// }
