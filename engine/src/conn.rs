@@ -224,6 +224,8 @@ pub(crate) struct Conn<C> {
     pub decoder: Option<Box<Decoder>>,
     /// A partial HTTP request (only while one is arriving).
     pub hs_buf: Vec<u8>,
+    /// Accepted beyond a connection limit: answer the request with 503.
+    pub over_limit: bool,
     pub user: Option<C>,
     /// Next timer check: handshake, close or idle/ping deadline.
     pub deadline: Ms,
@@ -247,6 +249,7 @@ impl<C> Conn<C> {
             io: ConnIo::new(id, peer),
             decoder: None,
             hs_buf: Vec::new(),
+            over_limit: false,
             user: None,
             deadline,
             last_rx: now,

@@ -99,7 +99,11 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
                 != 0
             {
-                read_all(&mut core, slot, fd, &mut buf);
+                // The peer's FIN may have come with this edge: then no
+                // later edge will report it, so read on until 0.
+                let peer_done =
+                    bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
+                read_all(&mut core, slot, fd, &mut buf, peer_done);
             }
             if bits & libc::EPOLLOUT as u32 != 0 {
                 core.mark_dirty(slot);
@@ -119,7 +123,9 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
 }
 
 /// Reads until the socket is drained (edge-triggered), feeding the core.
-fn read_all<H: Handler>(core: &mut Core<H>, slot: u32, fd: RawFd, buf: &mut [u8]) {
+/// `peer_done`: the event reported a hang-up, so a short read is not the
+/// end (the EOF behind the data brings no new edge).
+fn read_all<H: Handler>(core: &mut Core<H>, slot: u32, fd: RawFd, buf: &mut [u8], peer_done: bool) {
     loop {
         if core.conn(slot).is_none_or(|c| c.io.disconnect) {
             return;
@@ -129,7 +135,7 @@ fn read_all<H: Handler>(core: &mut Core<H>, slot: u32, fd: RawFd, buf: &mut [u8]
         if r > 0 {
             let n = r as usize;
             core.on_data(slot, &mut buf[..n]);
-            if n < buf.len() {
+            if n < buf.len() && !peer_done {
                 // A short read drained the socket; a new arrival brings a
                 // new edge.
                 return;

@@ -180,7 +180,8 @@ impl<H: Handler> Core<H> {
     }
 
     /// Takes a newly accepted socket into the slab. Beyond the connection
-    /// limits the socket gets a 503 and is drained and closed.
+    /// limits the request is read and answered with 503, then the socket
+    /// is closed.
     pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
         let now = self.now;
         let slot = match self.free.pop() {
@@ -210,12 +211,9 @@ impl<H: Handler> Core<H> {
         {
             tracing::warn!(%peer, open = self.open, total, "connection limit reached: 503");
             self.ctx.stats.handshake_errors += 1;
-            let mut out = Vec::new();
-            HandshakeError::new(503, "server at connection limit").write_response(&mut out);
-            conn.io.queue_raw(&mut self.ctx, &out);
-            conn.io.disconnect = true;
-            conn.io.close_notified = true;
-            conn.phase = Phase::Draining;
+            // Answered once the request is in: closing with the request
+            // unread would reset the connection and could discard the 503.
+            conn.over_limit = true;
         }
         s.conn = Some(conn);
         slot
@@ -341,9 +339,18 @@ impl<H: Handler> Core<H> {
             max_header_bytes: self.cfg.max_header_bytes,
             max_headers: 64,
         };
+        let over_limit = conn.over_limit;
         let outcome = {
             let buf: &[u8] = if from_owned { &owned } else { data };
-            self.decide(peer, parse_request(buf, &limits))
+            match parse_request(buf, &limits) {
+                Ok(None) => Outcome::Wait,
+                _ if over_limit => {
+                    let mut out = Vec::new();
+                    HandshakeError::new(503, "server at connection limit").write_response(&mut out);
+                    Outcome::Respond(out)
+                }
+                parsed => self.decide(peer, parsed),
+            }
         };
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
         let (out, consumed, state, protocol) = match outcome {

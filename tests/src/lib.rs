@@ -1,0 +1,581 @@
+//! Shared helpers for ringwire's end-to-end tests: starting a server on an
+//! ephemeral 127.0.0.1 port with a chosen backend, a tokio-tungstenite
+//! client, a raw-socket client built from `ringwire_parser` (for malformed
+//! input and exact close codes), plain HTTP exchanges, and a recorder that
+//! handlers write to and tests wait on.
+//!
+//! Every test is a function taking a [`Backend`]; [`backend_tests!`] turns
+//! it into an `_epoll` and a `_uring` `#[test]`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+pub use ringwire::{self, Backend, CloseCode, Handler, Message, Reject, Server, ServerBuilder};
+use ringwire::{ServerHandle, Upgrade, UpgradeRequest, WebSocket};
+use ringwire_parser::handshake::{ClientHandshake, ClientRequest};
+pub use ringwire_parser::{self as parser, OpCode};
+use ringwire_parser::{Decoder, DecoderConfig, Encoder, Event, Role};
+pub use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// How long any single step (a read, a connect, an event) may take before
+/// the test fails instead of hanging.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Generates one `#[test]` per backend from `fn body(backend: Backend)`:
+///
+/// ```
+/// use ringwire_tests::{Backend, backend_tests};
+///
+/// fn echo_sizes(backend: Backend) {
+///     let _ = backend;
+/// }
+///
+/// backend_tests! {
+///     echo_sizes: echo_sizes_epoll, echo_sizes_uring;
+/// }
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($($body:ident: $epoll:ident, $uring:ident;)*) => {
+        $(
+            #[test]
+            fn $epoll() {
+                $body($crate::Backend::Epoll)
+            }
+            #[test]
+            fn $uring() {
+                $body($crate::Backend::Uring)
+            }
+        )*
+    };
+}
+
+/// A builder bound to 127.0.0.1:0 with `backend`, two reactors (so
+/// connections spread over threads) and short close/handshake timers.
+pub fn builder(backend: Backend) -> ServerBuilder {
+    Server::builder()
+        .bind("127.0.0.1:0".parse().expect("valid address"))
+        .backend(backend)
+        .reactors(2)
+        .handshake_timeout(Duration::from_secs(3))
+        .close_timeout(Duration::from_millis(300))
+}
+
+/// Starts `builder` with `factory`.
+pub fn start<H, F>(builder: ServerBuilder, factory: F) -> ServerHandle
+where
+    H: Handler,
+    F: Fn(usize) -> H + Send + Sync + 'static,
+{
+    builder.start(factory).expect("server starts")
+}
+
+/// Shuts a server down with a short grace period.
+pub fn stop(server: ServerHandle) {
+    server.shutdown(Duration::from_secs(1));
+}
+
+/// Echoes every message back with the same kind.
+pub struct Echo;
+
+impl Handler for Echo {
+    type Conn = ();
+    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+        Ok(())
+    }
+    fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
+        let _ = ws.send(&msg);
+    }
+}
+
+/// Values a handler records (from reactor threads) for the test to wait on.
+pub struct Recorder<T>(Arc<(Mutex<Vec<T>>, Condvar)>);
+
+impl<T> Clone for Recorder<T> {
+    fn clone(&self) -> Self {
+        Recorder(self.0.clone())
+    }
+}
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Recorder(Arc::new((Mutex::new(Vec::new()), Condvar::new())))
+    }
+}
+
+impl<T: Clone> Recorder<T> {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a value and wakes waiters.
+    pub fn push(&self, v: T) {
+        let (m, cv) = &*self.0;
+        m.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+        cv.notify_all();
+    }
+
+    /// Everything recorded so far.
+    pub fn snapshot(&self) -> Vec<T> {
+        self.0.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits (up to [`STEP`]) until `pred` holds for the recorded values.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&[T]) -> bool) -> Vec<T> {
+        let (m, cv) = &*self.0;
+        let deadline = Instant::now() + STEP;
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        while !pred(&g) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {what}");
+            g = cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        g.clone()
+    }
+
+    /// Waits until at least `n` values are recorded.
+    pub fn wait_len(&self, n: usize) -> Vec<T> {
+        self.wait_for(&format!("{n} recorded values"), |v| v.len() >= n)
+    }
+}
+
+/// Polls `cond` (every few ms, up to [`STEP`]): for the server's counters,
+/// which reactors publish once per loop iteration.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STEP;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---------------------------------------------------------------------
+// tokio + tokio-tungstenite
+
+/// A tokio-tungstenite client connection.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Runs `f` on a fresh single-threaded runtime, failing the test if it
+/// takes longer than `limit`.
+pub fn block_on<F: std::future::Future>(limit: Duration, f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        tokio::time::timeout(limit, f)
+            .await
+            .unwrap_or_else(|_| panic!("test took longer than {limit:?}"))
+    })
+}
+
+/// The client config: limits well above the server's 16 MiB default.
+pub fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+/// Connects a tokio-tungstenite client to `ws://addr/path`.
+pub async fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    let stream = tokio::time::timeout(STEP, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    ws_upgrade(stream, addr, path).await
+}
+
+/// Runs the client handshake over an already connected `stream`.
+pub async fn ws_upgrade(stream: tokio::net::TcpStream, addr: SocketAddr, path: &str) -> Ws {
+    let url = format!("ws://{addr}{path}");
+    let (ws, resp) = tokio::time::timeout(
+        STEP,
+        tokio_tungstenite::client_async_with_config(url, stream, Some(client_config())),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// The next message (data, ping, pong or close), failing on timeout, error
+/// or end of stream.
+pub async fn ws_next(ws: &mut Ws) -> tungstenite::Message {
+    match tokio::time::timeout(STEP, ws.next()).await {
+        Err(_) => panic!("timed out waiting for a message"),
+        Ok(None) => panic!("stream ended"),
+        Ok(Some(Err(e))) => panic!("read error: {e}"),
+        Ok(Some(Ok(m))) => m,
+    }
+}
+
+/// Sends a message (and flushes it).
+pub async fn ws_send(ws: &mut Ws, msg: tungstenite::Message) {
+    tokio::time::timeout(STEP, ws.send(msg))
+        .await
+        .expect("send timed out")
+        .expect("send");
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+/// Data frames before it are skipped.
+pub async fn ws_expect_close(ws: &mut Ws) -> Option<(u16, String)> {
+    loop {
+        match ws_next(ws).await {
+            tungstenite::Message::Close(c) => {
+                return c.map(|c| (u16::from(c.code), c.reason.as_str().to_owned()));
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Client-initiated close handshake: sends a close frame (`None`: empty),
+/// returns the server's reply (code, reason), and checks the stream ends.
+pub async fn ws_close(ws: &mut Ws, code: Option<(u16, &str)>) -> Option<(u16, String)> {
+    let frame = code.map(|(c, r)| tungstenite::protocol::CloseFrame {
+        code: c.into(),
+        reason: r.to_owned().into(),
+    });
+    tokio::time::timeout(STEP, ws.close(frame))
+        .await
+        .expect("close timed out")
+        .expect("close");
+    let reply = ws_expect_close(ws).await;
+    ws_expect_end(ws).await;
+    reply
+}
+
+/// After the close handshake: the stream ends (the server closed TCP).
+pub async fn ws_expect_end(ws: &mut Ws) {
+    match tokio::time::timeout(STEP, ws.next()).await {
+        Err(_) => panic!("timed out waiting for the end of the stream"),
+        Ok(None) | Ok(Some(Err(tungstenite::Error::ConnectionClosed))) => {}
+        Ok(Some(other)) => panic!("expected the end of the stream, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------
+// Raw sockets
+
+/// A decoded server frame, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Text message.
+    Text(String),
+    /// Binary message.
+    Binary(Vec<u8>),
+    /// Ping.
+    Ping(Vec<u8>),
+    /// Pong.
+    Pong(Vec<u8>),
+    /// Close: code (None for an empty payload) and reason.
+    Close(Option<u16>, String),
+}
+
+/// A WebSocket client over a blocking `TcpStream`, speaking through
+/// `ringwire_parser` so tests can send anything and read exact close codes.
+pub struct RawClient {
+    /// The socket (read timeout [`STEP`]).
+    pub sock: TcpStream,
+    dec: Decoder,
+    pending: Vec<u8>,
+    enc: Encoder,
+}
+
+/// A TCP connection to `addr` with a read timeout of [`STEP`].
+pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let sock = TcpStream::connect_timeout(&addr, STEP).expect("connect");
+    sock.set_read_timeout(Some(STEP)).unwrap();
+    sock.set_write_timeout(Some(STEP)).unwrap();
+    sock.set_nodelay(true).unwrap();
+    sock
+}
+
+impl RawClient {
+    /// Connects and completes the opening handshake on `/`.
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        Self::connect_path(addr, "/")
+    }
+
+    /// Connects and completes the opening handshake on `path`.
+    pub fn connect_path(addr: SocketAddr, path: &str) -> RawClient {
+        let mut sock = tcp_connect(addr);
+        let host = addr.to_string();
+        let mut req = Vec::new();
+        let hs = ClientHandshake::new(
+            &ClientRequest {
+                host: &host,
+                path_and_query: path,
+                ..Default::default()
+            },
+            &mut req,
+        );
+        sock.write_all(&req).expect("write request");
+        let mut resp = Vec::new();
+        let consumed = loop {
+            let mut b = [0u8; 4096];
+            let n = read_retrying(&mut sock, &mut b).expect("read 101");
+            assert!(
+                n > 0,
+                "server closed during the handshake: {:?}",
+                String::from_utf8_lossy(&resp)
+            );
+            resp.extend_from_slice(&b[..n]);
+            if let Some((_, consumed)) = hs.validate_response(&resp).expect("a valid 101") {
+                break consumed;
+            }
+        };
+        RawClient {
+            sock,
+            dec: Decoder::new(
+                Role::Client,
+                DecoderConfig {
+                    max_frame_size: 64 << 20,
+                    max_message_size: 64 << 20,
+                    extension_rsv: 0,
+                },
+            ),
+            pending: resp[consumed..].to_vec(),
+            enc: Encoder::new(Role::Client),
+        }
+    }
+
+    /// Writes raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.sock.write_all(bytes).expect("write");
+    }
+
+    /// Writes one masked frame.
+    pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let mut out = Vec::new();
+        self.enc.frame(&mut out, fin, 0, opcode, payload);
+        self.send_raw(&out);
+    }
+
+    /// Writes a masked text message in one frame.
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(true, OpCode::Text, text.as_bytes());
+    }
+
+    /// Writes a masked close frame (`None`: empty payload).
+    pub fn send_close(&mut self, code: Option<u16>, reason: &str) {
+        let mut out = Vec::new();
+        self.enc.close(&mut out, code.map(CloseCode), reason);
+        self.send_raw(&out);
+    }
+
+    /// The next frame from the server, or `None` when the server closed
+    /// TCP. Fails on a read timeout, a reset or an invalid server frame.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if !self.pending.is_empty() {
+                let mut buf = std::mem::take(&mut self.pending);
+                let d = self.dec.decode(&mut buf).expect("valid server frames");
+                let consumed = d.consumed;
+                let ev = d.event.map(|e| match e {
+                    Event::Message(Message::Text(t)) => Frame::Text(t.as_str().to_owned()),
+                    Event::Message(Message::Binary(b)) => Frame::Binary(b.to_vec()),
+                    Event::Ping(p) => Frame::Ping(p.to_vec()),
+                    Event::Pong(p) => Frame::Pong(p.to_vec()),
+                    Event::Close(c) => {
+                        Frame::Close(c.code.map(|c| c.as_u16()), c.reason.to_owned())
+                    }
+                    Event::Compressed { .. } => panic!("unexpected compressed message"),
+                });
+                buf.drain(..consumed);
+                self.pending = buf;
+                if let Some(ev) = ev {
+                    return Some(ev);
+                }
+            }
+            let mut chunk = vec![0u8; 256 << 10];
+            match read_retrying(&mut self.sock, &mut chunk) {
+                Ok(0) => {
+                    assert!(
+                        self.pending.is_empty() && self.dec.is_idle(),
+                        "server closed TCP in the middle of a frame"
+                    );
+                    return None;
+                }
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read from the server failed: {e}"),
+            }
+        }
+    }
+
+    /// The next frame, which must exist.
+    pub fn expect_frame(&mut self) -> Frame {
+        self.next_frame()
+            .expect("server closed TCP before the expected frame")
+    }
+
+    /// Reads until the server's close frame, skipping data and pings;
+    /// returns its code (`None` for an empty close payload) and reason.
+    pub fn expect_close(&mut self) -> (Option<u16>, String) {
+        loop {
+            match self.next_frame() {
+                Some(Frame::Close(code, reason)) => return (code, reason),
+                Some(_) => continue,
+                None => panic!("server closed TCP without a close frame"),
+            }
+        }
+    }
+
+    /// The server closes TCP: the next read returns 0 (no reset, nothing
+    /// after the close frame).
+    pub fn expect_eof(&mut self) {
+        assert!(self.pending.is_empty(), "bytes after the close frame");
+        expect_eof(&mut self.sock);
+    }
+}
+
+/// The peer closes the connection: the next read returns 0 (not a reset,
+/// no further bytes, no timeout).
+pub fn expect_eof(sock: &mut TcpStream) {
+    let mut b = [0u8; 1024];
+    match read_retrying(sock, &mut b) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "expected EOF, got {n} more bytes: {:?}",
+            String::from_utf8_lossy(&b[..n])
+        ),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("the server did not close the connection within {STEP:?}")
+        }
+        Err(e) => panic!("expected EOF, got an error: {e}"),
+    }
+}
+
+/// `read`, retried when a signal interrupts it.
+pub fn read_retrying(sock: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match sock.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (per Content-Length).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one HTTP response (headers, then a Content-Length body).
+pub fn read_http_response(sock: &mut TcpStream) -> HttpResponse {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = read_retrying(sock, &mut chunk).expect("read response");
+        assert!(
+            n > 0,
+            "connection closed before a full response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).expect("ASCII response head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let mut parts = status_line.splitn(3, ' ');
+    assert!(
+        parts.next().unwrap().starts_with("HTTP/1."),
+        "{status_line}"
+    );
+    let status = parts.next().unwrap().parse().expect("status code");
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').expect("header line");
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let mut res = HttpResponse {
+        status,
+        headers,
+        body: buf[head_end..].to_vec(),
+    };
+    let len: usize = res
+        .header("Content-Length")
+        .map_or(0, |v| v.parse().expect("Content-Length"));
+    while res.body.len() < len {
+        let n = read_retrying(sock, &mut chunk).expect("read body");
+        assert!(n > 0, "connection closed in the body");
+        res.body.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(res.body.len(), len, "bytes after the response body");
+    res
+}
+
+/// Sends `request` on a new connection, reads the response, and checks
+/// that the server then closes the connection.
+pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> HttpResponse {
+    let mut sock = tcp_connect(addr);
+    sock.write_all(request).expect("write request");
+    let res = read_http_response(&mut sock);
+    expect_eof(&mut sock);
+    res
+}
+
+/// A valid upgrade request for `path` with extra header lines.
+pub fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A text of exactly `len` bytes mixing one- to four-byte UTF-8 sequences
+/// (so that frame and buffer boundaries fall inside characters).
+pub fn utf8_text(len: usize) -> String {
+    const CHARS: [char; 6] = ['a', 'é', '€', '𝄞', 'z', ' '];
+    let mut s = String::with_capacity(len);
+    let mut i = 0;
+    while s.len() < len {
+        let c = CHARS[i % CHARS.len()];
+        i += 1;
+        if s.len() + c.len_utf8() <= len {
+            s.push(c);
+        } else {
+            s.push('.');
+        }
+    }
+    s
+}
+
+/// `len` bytes of a non-repeating-looking pattern.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
+        .collect()
+}
