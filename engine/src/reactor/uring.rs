@@ -24,8 +24,15 @@ use crate::handler::Handler;
 
 /// Checks that an io_uring instance can be created here (ENOSYS, EPERM and
 /// `kernel.io_uring_disabled` all fail this).
+///
+/// The probe ring lives on a throwaway thread: tearing a ring down queues
+/// task work on the thread that created it, and that interrupts the
+/// thread's blocking socket calls with EINTR (the caller's own thread, in
+/// an embedding application).
 pub(crate) fn probe() -> io::Result<()> {
-    IoUring::new(8).map(drop)
+    std::thread::spawn(|| IoUring::new(8).map(drop))
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")))
 }
 
 const OP_RECV: u64 = 1;
