@@ -157,7 +157,7 @@ impl ConnIo {
         if self.out.buffered() + payload.len() + 14 > limits.max_buffered {
             match limits.overflow {
                 OverflowPolicy::Drop => {
-                    ctx.stats.dropped += 1;
+                    ctx.stats.overflows += 1;
                     return SendStatus::Dropped;
                 }
                 OverflowPolicy::Close => {

@@ -23,8 +23,8 @@ use ringwire_parser::handshake::{
 use ringwire_parser::{CloseCode, Decoder, DecoderConfig, Event, Role};
 
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{Conn, Phase};
-use crate::handle::{Command, ConnId, Outgoing, ReactorShared};
+use crate::conn::{Conn, ConnIo, ENCODER, Phase};
+use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
 
 /// Send-side limits copied out of the config for the hot path.
@@ -36,27 +36,11 @@ pub(crate) struct SendLimits {
     pub overflow: OverflowPolicy,
 }
 
-/// Counters kept locally and published once per loop iteration.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct LocalStats {
-    pub accepted: u64,
-    pub upgraded: u64,
-    pub msgs_in: u64,
-    pub msgs_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub protocol_errors: u64,
-    pub handshake_errors: u64,
-    pub panics: u64,
-    pub timeouts: u64,
-    pub overflows: u64,
-    pub dropped: u64,
-}
-
 /// What callbacks can reach besides their own connection.
 pub(crate) struct Ctx {
     pub limits: SendLimits,
-    pub stats: LocalStats,
+    /// Counters kept locally and published once per loop iteration.
+    pub stats: StatsSnapshot,
     pub shared: Arc<ReactorShared>,
     /// Slots with bytes to write (each once; see `ConnIo::dirty`).
     pub dirty: Vec<u32>,
@@ -137,7 +121,7 @@ impl<H: Handler> Core<H> {
             handler,
             ctx: Ctx {
                 limits,
-                stats: LocalStats::default(),
+                stats: StatsSnapshot::default(),
                 shared,
                 dirty: Vec::new(),
             },
@@ -279,18 +263,13 @@ impl<H: Handler> Core<H> {
             conn.io.backpressured = false;
             if conn.phase == Phase::Open && !conn.io.close_sent {
                 let Conn { io, user, .. } = conn;
-                if let Some(state) = user.as_mut() {
-                    let handler = &mut self.handler;
-                    let ctx = &mut self.ctx;
-                    let r = catch_unwind(AssertUnwindSafe(|| {
-                        handler.on_drain(&mut WebSocket { io, ctx, state })
-                    }));
-                    if r.is_err() {
-                        self.ctx.stats.panics += 1;
-                        tracing::error!("handler panicked in on_drain: closing with 1011");
-                        conn.io
-                            .fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
-                    }
+                if let Some(state) = user.as_mut()
+                    && !guarded(&mut self.handler, &mut self.ctx, io, state, |h, ws| {
+                        h.on_drain(ws)
+                    })
+                {
+                    tracing::error!(peer = %io.peer, "handler panicked in on_drain: closing with 1011");
+                    io.fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
                 }
             }
         }
@@ -499,21 +478,12 @@ impl<H: Handler> Core<H> {
     /// Runs a handler callback for an open connection, isolating panics.
     fn callback(&mut self, slot: u32, f: impl FnOnce(&mut H, &mut WebSocket<'_, H::Conn>)) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let Some(state) = conn.user.as_mut() else {
-            return;
-        };
-        let handler = &mut self.handler;
-        let ctx = &mut self.ctx;
-        let io = &mut conn.io;
-        if catch_unwind(AssertUnwindSafe(|| {
-            f(handler, &mut WebSocket { io, ctx, state })
-        }))
-        .is_err()
+        let Conn { io, user, .. } = conn;
+        if let Some(state) = user.as_mut()
+            && !guarded(&mut self.handler, &mut self.ctx, io, state, f)
         {
-            self.ctx.stats.panics += 1;
-            tracing::error!(peer = %conn.io.peer, "handler panicked: closing the connection with 1011");
-            conn.io
-                .fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
+            tracing::error!(peer = %io.peer, "handler panicked: closing the connection with 1011");
+            io.fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
         }
     }
 
@@ -522,19 +492,13 @@ impl<H: Handler> Core<H> {
             return;
         }
         conn.io.close_notified = true;
-        let Some(state) = conn.user.as_mut() else {
-            return;
-        };
-        let handler = &mut self.handler;
-        let ctx = &mut self.ctx;
-        let io = &mut conn.io;
-        if catch_unwind(AssertUnwindSafe(|| {
-            handler.on_close(&mut WebSocket { io, ctx, state }, code, reason)
-        }))
-        .is_err()
+        let Conn { io, user, .. } = conn;
+        if let Some(state) = user.as_mut()
+            && !guarded(&mut self.handler, &mut self.ctx, io, state, |h, ws| {
+                h.on_close(ws, code, reason)
+            })
         {
-            self.ctx.stats.panics += 1;
-            tracing::error!("handler panicked in on_close");
+            tracing::error!(peer = %io.peer, "handler panicked in on_close");
         }
     }
 
@@ -590,11 +554,7 @@ impl<H: Handler> Core<H> {
                     // empty one), tell the handler, close TCP after the flush.
                     io.close_received = true;
                     if !io.close_sent {
-                        ringwire_parser::Encoder::new(Role::Server).close(
-                            &mut io.out.pending,
-                            code,
-                            "",
-                        );
+                        ENCODER.close(&mut io.out.pending, code, "");
                         io.close_sent = true;
                     }
                     io.disconnect = true;
@@ -602,12 +562,10 @@ impl<H: Handler> Core<H> {
                     if !io.close_notified {
                         io.close_notified = true;
                         let code = code.unwrap_or(CloseCode::NO_STATUS);
-                        let r = catch_unwind(AssertUnwindSafe(|| {
-                            handler.on_close(&mut WebSocket { io, ctx, state }, code, &reason)
-                        }));
-                        if r.is_err() {
-                            ctx.stats.panics += 1;
-                            tracing::error!("handler panicked in on_close");
+                        if !guarded(handler, ctx, io, state, |h, ws| {
+                            h.on_close(ws, code, &reason)
+                        }) {
+                            tracing::error!(peer = %io.peer, "handler panicked in on_close");
                         }
                     }
                     break;
@@ -832,9 +790,29 @@ impl<H: Handler> Core<H> {
         add(&t.handshake_errors, s.handshake_errors);
         add(&t.panics, s.panics);
         add(&t.timeouts, s.timeouts);
-        add(&t.overflows, s.overflows + s.dropped);
+        add(&t.overflows, s.overflows);
         t.open.store(self.open, Ordering::Relaxed);
     }
+}
+
+/// Runs a handler callback with a `WebSocket` view of one connection,
+/// isolating panics: returns false (and counts it) when the callback
+/// panicked, so the caller can close that connection.
+fn guarded<H: Handler>(
+    handler: &mut H,
+    ctx: &mut Ctx,
+    io: &mut ConnIo,
+    state: &mut H::Conn,
+    f: impl FnOnce(&mut H, &mut WebSocket<'_, H::Conn>),
+) -> bool {
+    let ok = catch_unwind(AssertUnwindSafe(|| {
+        f(handler, &mut WebSocket { io, ctx, state })
+    }))
+    .is_ok();
+    if !ok {
+        ctx.stats.panics += 1;
+    }
+    ok
 }
 
 /// When an open connection next needs a timer check: idle timeout or

@@ -88,9 +88,9 @@ impl BufRing {
             br.push(bid);
         }
         br.publish();
-        // SAFETY: the ring memory stays mapped until `Drop`, which runs
-        // after the IoUring (declared later in `run`) is dropped... the ring
-        // is unregistered explicitly there first.
+        // SAFETY: the ring memory and the buffers stay alive until this
+        // BufRing is dropped, and `run` unregisters the ring and drops the
+        // IoUring before dropping the BufRing.
         unsafe {
             uring
                 .submitter()
