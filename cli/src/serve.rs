@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// Pin reactor threads to cores.
     #[arg(long)]
     pin: bool,
+    /// One SO_REUSEPORT listener per reactor instead of an acceptor thread.
+    #[arg(long)]
+    reuse_port: bool,
 }
 
 const PAGE: &str = include_str!("page.html");
@@ -123,7 +126,8 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .bind(a.listen)
         .max_message_size(a.max_message_size)
         .max_frame_size(a.max_message_size)
-        .pin_cores(a.pin);
+        .pin_cores(a.pin)
+        .reuse_port(a.reuse_port);
     if let Some(n) = a.reactors {
         b = b.reactors(n);
     }

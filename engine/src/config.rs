@@ -86,6 +86,10 @@ pub struct Config {
     pub recv_buffers: u16,
     /// Entries in each io_uring submission queue.
     pub ring_entries: u32,
+    /// One SO_REUSEPORT listener per reactor (the kernel spreads new
+    /// connections; each reactor accepts its own: multishot accept with
+    /// io_uring) instead of one acceptor thread handing sockets over.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             recv_buffer_size: 64 << 10,
             recv_buffers: 128,
             ring_entries: 4096,
+            reuse_port: false,
         }
     }
 }

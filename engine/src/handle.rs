@@ -252,7 +252,7 @@ pub struct ServerHandle {
     pub(crate) reactors: Vec<Arc<ReactorShared>>,
     pub(crate) threads: Vec<JoinHandle<()>>,
     pub(crate) acceptor: Option<JoinHandle<()>>,
-    pub(crate) listener_fd: RawFd,
+    pub(crate) listener_fds: Vec<RawFd>,
     pub(crate) stopping: Arc<AtomicBool>,
     pub(crate) backend: &'static str,
 }
@@ -292,9 +292,12 @@ impl ServerHandle {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Unblocks the acceptor's accept() (it then sees `stopping`).
-        // SAFETY: shutdown on our listening socket; errors are harmless.
-        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
+        // Unblocks the acceptor's accept() (it then sees `stopping`) and
+        // stops new connections on per-reactor listeners.
+        for &fd in &self.listener_fds {
+            // SAFETY: shutdown on our listening sockets; errors are harmless.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
         let deadline = std::time::Instant::now() + grace;
         for r in &self.reactors {
             r.send(Command::Shutdown(deadline));

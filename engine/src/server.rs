@@ -82,6 +82,8 @@ impl ServerBuilder {
         overflow: OverflowPolicy);
     setter!(/// Receive buffer size.
         recv_buffer_size: usize);
+    setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
+        reuse_port: bool);
 
     /// The configuration so far.
     pub fn config(&self) -> &Config {
@@ -98,18 +100,39 @@ impl ServerBuilder {
     {
         let cfg = self.cfg;
         let backend = choose_backend(cfg.backend)?;
-        let listener = TcpListener::bind(cfg.listen)?;
-        let local_addr = listener.local_addr()?;
-        let listener_fd = listener.as_raw_fd();
         let n = cfg.reactors.max(1);
-        tracing::info!(%local_addr, reactors = n, backend, "ringwire listening");
+        // One listener for the acceptor thread, or (reuse_port) one per
+        // reactor on the same port: the first binds (port 0 picks one),
+        // the rest join it.
+        let mut listeners = Vec::new();
+        if cfg.reuse_port {
+            let first = reuse_port_listener(cfg.listen)?;
+            let addr = first.local_addr()?;
+            listeners.push(first);
+            for _ in 1..n {
+                listeners.push(reuse_port_listener(addr)?);
+            }
+        } else {
+            listeners.push(TcpListener::bind(cfg.listen)?);
+        }
+        let local_addr = listeners[0].local_addr()?;
+        let listener_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
+        tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, "ringwire listening");
 
         let factory = Arc::new(factory);
         let total_open = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
         let mut reactors = Vec::new();
         let mut threads = Vec::new();
-        for i in 0..n {
+        let own_listeners: Vec<Option<TcpListener>> = if cfg.reuse_port {
+            std::mem::take(&mut listeners)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            (0..n).map(|_| None).collect()
+        };
+        for (i, listener) in own_listeners.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(ReactorShared {
                 id: i as u16,
@@ -128,7 +151,8 @@ impl ServerBuilder {
                         pin_to_core(i);
                     }
                     let handler = factory(i);
-                    let core = Core::new(handler, cfg, shared, rx);
+                    let mut core = Core::new(handler, cfg, shared, rx);
+                    core.listener = listener;
                     let r = match backend {
                         "io_uring" => uring::run(core),
                         _ => epoll::run(core),
@@ -140,20 +164,27 @@ impl ServerBuilder {
             threads.push(t);
         }
 
-        let acceptor = {
-            let reactors = reactors.clone();
-            let stopping = stopping.clone();
-            std::thread::Builder::new()
-                .name("ringwire-acceptor".into())
-                .spawn(move || acceptor::run(listener, reactors, stopping, backend == "io_uring"))?
+        let acceptor = match listeners.pop() {
+            Some(listener) => {
+                let reactors = reactors.clone();
+                let stopping = stopping.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("ringwire-acceptor".into())
+                        .spawn(move || {
+                            acceptor::run(listener, reactors, stopping, backend == "io_uring")
+                        })?,
+                )
+            }
+            None => None,
         };
 
         Ok(ServerHandle {
             local_addr,
             reactors,
             threads,
-            acceptor: Some(acceptor),
-            listener_fd,
+            acceptor,
+            listener_fds,
             stopping,
             backend,
         })
@@ -196,6 +227,20 @@ fn choose_backend(requested: Backend) -> io::Result<&'static str> {
             }
         },
     }
+}
+
+/// A non-blocking listener with SO_REUSEPORT (and SO_REUSEADDR), so each
+/// reactor can have its own on the same port and the kernel spreads new
+/// connections over them.
+fn reuse_port_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
 }
 
 fn pin_to_core(i: usize) {

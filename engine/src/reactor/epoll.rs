@@ -3,12 +3,13 @@
 //! each connection's queue at the end of every loop iteration.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::Core;
 use crate::handler::Handler;
 
 const WAKER_TOKEN: u64 = u64::MAX;
+const LISTENER_TOKEN: u64 = u64::MAX - 1;
 
 fn token(slot: u32, generation: u32) -> u64 {
     (generation as u64) << 32 | slot as u64
@@ -37,6 +38,13 @@ impl Epoll {
     }
 }
 
+impl Epoll {
+    fn del(&self, fd: RawFd) {
+        // SAFETY: removing an fd from our epoll set; errors are harmless.
+        unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+    }
+}
+
 impl Drop for Epoll {
     fn drop(&mut self) {
         // SAFETY: we own the epoll fd.
@@ -51,6 +59,10 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
     let ep = Epoll::new()?;
     let waker_fd = core.ctx.shared.waker.fd;
     ep.add(waker_fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
+    if let Some(l) = &core.listener {
+        ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
+    }
+    let mut accept_paused = false;
     let mut buf = vec![0u8; core.config().recv_buffer_size];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut dirty = Vec::new();
@@ -80,15 +92,12 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 unsafe { libc::read(waker_fd, (&mut v as *mut u64).cast(), 8) };
                 core.drain_mailbox();
                 for slot in std::mem::take(&mut core.new_conns) {
-                    let (fd, generation) = match (core.conn(slot), core.generation(slot)) {
-                        (Some(c), Some(g)) => (c.fd, g),
-                        _ => continue,
-                    };
-                    if let Err(e) = ep.add(fd, CONN_EVENTS, token(slot, generation)) {
-                        tracing::warn!("epoll_ctl add failed: {e}");
-                        close_conn(&mut core, slot);
-                    }
+                    register(&ep, &mut core, slot);
                 }
+                continue;
+            }
+            if tok == LISTENER_TOKEN {
+                accept_all(&ep, &mut core, &mut accept_paused);
                 continue;
             }
             let slot = tok as u32;
@@ -109,6 +118,13 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 core.mark_dirty(slot);
             }
         }
+        if accept_paused
+            && core.tick_due()
+            && let Some(l) = &core.listener
+        {
+            accept_paused = false;
+            ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
+        }
         core.tick();
         flush(&mut core, &mut dirty);
         core.publish_stats();
@@ -118,6 +134,44 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             }
             core.publish_stats();
             return Ok(());
+        }
+    }
+}
+
+/// Watches a new connection's socket.
+fn register<H: Handler>(ep: &Epoll, core: &mut Core<H>, slot: u32) {
+    let (fd, generation) = match (core.conn(slot), core.generation(slot)) {
+        (Some(c), Some(g)) => (c.fd, g),
+        _ => return,
+    };
+    if let Err(e) = ep.add(fd, CONN_EVENTS, token(slot, generation)) {
+        tracing::warn!("epoll_ctl add failed: {e}");
+        close_conn(core, slot);
+    }
+}
+
+/// Accepts everything waiting on this reactor's own listener.
+fn accept_all<H: Handler>(ep: &Epoll, core: &mut Core<H>, paused: &mut bool) {
+    loop {
+        let Some(l) = core.listener.as_ref() else {
+            return;
+        };
+        match l.accept() {
+            Ok((stream, peer)) => {
+                if let Some(slot) = core.accept_stream(stream, peer) {
+                    register(ep, core, slot);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Out of descriptors or memory: stop watching the listener
+                // until the next tick rather than spinning on the error.
+                tracing::warn!("accept: {e}; pausing accepts for a tick");
+                ep.del(l.as_raw_fd());
+                *paused = true;
+                return;
+            }
         }
     }
 }

@@ -101,6 +101,8 @@ pub(crate) struct Core<H: Handler> {
     rx: Receiver<Command>,
     /// Connections accepted from the mailbox that the backend must arm.
     pub new_conns: Vec<u32>,
+    /// This reactor's own SO_REUSEPORT listener (`Config::reuse_port`).
+    pub listener: Option<std::net::TcpListener>,
     /// Set once a shutdown was requested: (deadline).
     pub shutdown: Option<Instant>,
     next_tick: Instant,
@@ -131,6 +133,7 @@ impl<H: Handler> Core<H> {
             open: 0,
             rx,
             new_conns: Vec::new(),
+            listener: None,
             shutdown: None,
             next_tick: Instant::now() + TICK,
             epoch: Instant::now(),
@@ -201,6 +204,16 @@ impl<H: Handler> Core<H> {
         }
         s.conn = Some(conn);
         slot
+    }
+
+    /// Takes a connection accepted from this reactor's own listener.
+    pub fn accept_stream(&mut self, stream: std::net::TcpStream, peer: SocketAddr) -> Option<u32> {
+        use std::os::fd::IntoRawFd;
+        if let Err(e) = stream.set_nonblocking(true).and(stream.set_nodelay(true)) {
+            tracing::warn!(%peer, "socket setup failed: {e}");
+            return None;
+        }
+        Some(self.accept(stream.into_raw_fd(), peer))
     }
 
     /// Frees a slot after the backend closed its socket (no operation of
@@ -673,6 +686,11 @@ impl<H: Handler> Core<H> {
             Some(deadline) => self.open == 0 || Instant::now() >= deadline,
             None => false,
         }
+    }
+
+    /// True when the next `tick` will run its checks.
+    pub fn tick_due(&self) -> bool {
+        Instant::now() >= self.next_tick
     }
 
     /// Reads the clock once; backends call this when their wait returns.

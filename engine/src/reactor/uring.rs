@@ -14,6 +14,7 @@
 //!   when neither a recv nor a send of its connection can still complete.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
@@ -39,6 +40,7 @@ const OP_RECV: u64 = 1;
 const OP_SEND: u64 = 2;
 const OP_WAKE: u64 = 3;
 const OP_CANCEL: u64 = 4;
+const OP_ACCEPT: u64 = 5;
 
 const BGID: u16 = 0;
 
@@ -176,6 +178,21 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
         push(ring, &e)
     };
     arm_wake(&mut ring, &mut wake_buf)?;
+    let listener_fd = core.listener.as_ref().map(|l| l.as_raw_fd());
+    let arm_accept = |ring: &mut IoUring| -> io::Result<()> {
+        match listener_fd {
+            Some(fd) => push(
+                ring,
+                &opcode::AcceptMulti::new(Fd(fd))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(OP_ACCEPT),
+            ),
+            None => Ok(()),
+        }
+    };
+    arm_accept(&mut ring)?;
+    let mut accept_paused = false;
     let mut dirty = Vec::new();
     let mut check_close: Vec<u32> = Vec::new();
     let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
@@ -271,11 +288,41 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                     }
                     check_close.push(slot);
                 }
+                OP_ACCEPT => {
+                    if res >= 0 {
+                        // SAFETY: the kernel just created this fd for us.
+                        let stream = unsafe { std::net::TcpStream::from_raw_fd(res) };
+                        if let Ok(peer) = stream.peer_addr()
+                            && let Some(slot) = core.accept_stream(stream, peer)
+                        {
+                            arm_recv(&mut ring, &mut core, slot)?;
+                            check_close.push(slot);
+                        }
+                    } else if core.shutdown.is_none() {
+                        tracing::warn!(
+                            "accept: {}; pausing accepts for a tick",
+                            io::Error::from_raw_os_error(-res)
+                        );
+                    }
+                    if !cqueue::more(flags) && core.shutdown.is_none() {
+                        if res < 0 {
+                            // Out of descriptors or memory: retry on the next
+                            // tick rather than spinning on the error.
+                            accept_paused = true;
+                        } else {
+                            arm_accept(&mut ring)?;
+                        }
+                    }
+                }
                 _ => {} // OP_CANCEL: the recv's own completion tells the outcome.
             }
         }
         bufs.publish();
 
+        if accept_paused && core.tick_due() {
+            accept_paused = false;
+            arm_accept(&mut ring)?;
+        }
         core.tick();
         core.take_dirty(&mut dirty);
         for &slot in &dirty {
