@@ -11,8 +11,10 @@ use crate::handle::ConnId;
 use crate::handler::SendStatus;
 use crate::reactor::{Ctx, Ms};
 
-/// Server frames are unmasked, so one stateless encoder serves everyone.
-pub(crate) const ENCODER: Encoder = Encoder::new(Role::Server);
+/// The encoders are stateless: server frames unmasked, client frames
+/// masked with a fresh ThreadRng key each.
+const SERVER_ENCODER: Encoder = Encoder::new(Role::Server);
+const CLIENT_ENCODER: Encoder = Encoder::new(Role::Client);
 
 /// Outgoing bytes. `sending` belongs to the kernel while a write is in
 /// flight (io_uring), so new frames go to `pending`; when `sending` is done
@@ -66,6 +68,10 @@ impl OutQueue {
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Client: TCP connect in progress.
+    Connecting,
+    /// Client: request sent, waiting for the 101.
+    ClientHandshake,
     /// Waiting for a complete HTTP request.
     Handshake,
     /// WebSocket open.
@@ -98,6 +104,8 @@ pub(crate) struct ConnIo {
     pub fail: Option<(CloseCode, &'static str)>,
     /// The peer is gone or too slow to wait for: close without flushing.
     pub abandoned: bool,
+    /// We dialed this connection (frames are masked).
+    pub client: bool,
 }
 
 impl ConnIo {
@@ -115,6 +123,16 @@ impl ConnIo {
             dirty: false,
             fail: None,
             abandoned: false,
+            client: false,
+        }
+    }
+
+    /// The encoder for this connection's role.
+    pub fn encoder(&self) -> Encoder {
+        if self.client {
+            CLIENT_ENCODER
+        } else {
+            SERVER_ENCODER
         }
     }
 
@@ -170,7 +188,8 @@ impl ConnIo {
             }
         }
         let op = if text { OpCode::Text } else { OpCode::Binary };
-        ENCODER.message(&mut self.out.pending, op, payload, false);
+        self.encoder()
+            .message(&mut self.out.pending, op, payload, false);
         ctx.stats.msgs_out += 1;
         self.mark_dirty(ctx);
         if self.out.buffered() > ctx.limits.high_watermark {
@@ -186,7 +205,7 @@ impl ConnIo {
             return SendStatus::Closed;
         }
         let p = &payload[..payload.len().min(125)];
-        ENCODER.frame(&mut self.out.pending, true, 0, op, p);
+        self.encoder().frame(&mut self.out.pending, true, 0, op, p);
         self.mark_dirty(ctx);
         SendStatus::Sent
     }
@@ -196,7 +215,8 @@ impl ConnIo {
         if self.close_sent || self.disconnect {
             return;
         }
-        ENCODER.close(&mut self.out.pending, Some(code), reason);
+        self.encoder()
+            .close(&mut self.out.pending, Some(code), reason);
         self.close_sent = true;
         self.mark_dirty(ctx);
         if self.close_received {
@@ -239,9 +259,25 @@ pub(crate) struct Conn<C> {
     pub cancel_sent: bool,
     /// `deadline` now counts down the close handshake.
     pub close_armed: bool,
+    /// Client connections until open: the handshake to validate and the
+    /// user state to hand to `on_connect_error` if it fails.
+    pub dial: Option<Box<Dial<C>>>,
+}
+
+/// What a client connection carries until its handshake is done.
+pub(crate) struct Dial<C> {
+    pub request: Vec<u8>,
+    pub handshake: ringwire_parser::handshake::ClientHandshake,
+    pub state: Option<C>,
 }
 
 impl<C> Conn<C> {
+    /// The socket, borrowed (for socket options).
+    pub fn fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the slot owns `fd` until `Core::remove`, after this borrow.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) }
+    }
+
     pub fn new(fd: RawFd, id: ConnId, peer: SocketAddr, now: Ms, deadline: Ms) -> Self {
         Conn {
             fd,
@@ -257,6 +293,7 @@ impl<C> Conn<C> {
             recv_active: false,
             cancel_sent: false,
             close_armed: false,
+            dial: None,
         }
     }
 }

@@ -27,9 +27,20 @@ pub(crate) enum Command {
     Accept(RawFd, std::net::SocketAddr),
     /// A message for a connection.
     Send(ConnId, Outgoing),
+    /// Dial a WebSocket server from this reactor.
+    Connect(Box<ConnectCmd>),
     /// Begin graceful shutdown: 1001 to everyone, stop when all are closed
     /// or the deadline passes.
     Shutdown(std::time::Instant),
+}
+
+/// A connect request with its type-erased user state (downcast to the
+/// handler's `Conn` type on the reactor).
+pub(crate) struct ConnectCmd {
+    pub addr: std::net::SocketAddr,
+    pub url: crate::client::WsUrl,
+    pub opts: crate::client::ConnectOptions,
+    pub state: Box<dyn std::any::Any + Send>,
 }
 
 /// A frame queued through a [`ConnHandle`].
@@ -255,6 +266,7 @@ pub struct ServerHandle {
     pub(crate) listener_fds: Vec<RawFd>,
     pub(crate) stopping: Arc<AtomicBool>,
     pub(crate) backend: &'static str,
+    pub(crate) next_dial: AtomicUsize,
 }
 
 impl ServerHandle {
@@ -266,6 +278,40 @@ impl ServerHandle {
     /// `"io_uring"` or `"epoll"`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// Dials `url` (`ws://host[:port]/path?query`) from one of the
+    /// reactors (round-robin). The host is resolved here, on the caller's
+    /// thread. The connection then gets the handler's callbacks with
+    /// `state` as its `Conn` (which must be the handler's `Conn` type):
+    /// `on_open` once the 101 is validated, or `on_connect_error` with the
+    /// state and the reason (refused, timeout, bad status, bad accept, …).
+    pub fn connect<C: Send + 'static>(
+        &self,
+        url: &str,
+        opts: crate::client::ConnectOptions,
+        state: C,
+    ) -> Result<(), crate::client::ConnectError> {
+        use crate::client::{ConnectError, WsUrl};
+        let url = WsUrl::parse(url)?;
+        if url.tls {
+            return Err(ConnectError::BadUrl(
+                "wss:// needs TLS, which is not built yet (issue #7)".into(),
+            ));
+        }
+        let addr = url.resolve()?;
+        let i = self.next_dial.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
+        let cmd = ConnectCmd {
+            addr,
+            url,
+            opts,
+            state: Box::new(state),
+        };
+        if self.reactors[i].send(Command::Connect(Box::new(cmd))) {
+            Ok(())
+        } else {
+            Err(ConnectError::Engine("the reactor has stopped".into()))
+        }
     }
 
     /// Counters per reactor.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 use ringwire_parser::{CloseCode, Message};
 
+use crate::client::ConnectError;
 use crate::conn::ConnIo;
 use crate::handle::ConnHandle;
 use crate::reactor::Ctx;
@@ -22,12 +23,25 @@ pub trait Handler: 'static {
 
     /// Decides on an upgrade request: return the connection's state to
     /// accept (optionally picking a subprotocol through `up`), or a
-    /// [`Reject`] with the HTTP status to answer.
+    /// [`Reject`] with the HTTP status to answer. The default rejects with
+    /// 404 (a handler used only for client connections needs no routes).
     fn on_upgrade(
         &mut self,
         req: &UpgradeRequest<'_>,
         up: &mut Upgrade,
-    ) -> Result<Self::Conn, Reject>;
+    ) -> Result<Self::Conn, Reject> {
+        let _ = up;
+        Err(Reject::new(
+            404,
+            format!("no WebSocket route {}\n", req.path()),
+        ))
+    }
+
+    /// A client connection (see [`crate::ServerHandle::connect`]) failed
+    /// before it opened; `state` is the one given to `connect`.
+    fn on_connect_error(&mut self, state: Self::Conn, err: &ConnectError) {
+        let _ = (state, err);
+    }
 
     /// The 101 response is queued; the connection is open.
     fn on_open(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {

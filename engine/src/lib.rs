@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod acceptor;
+mod client;
 mod config;
 mod conn;
 mod handle;
@@ -36,6 +37,7 @@ mod handler;
 mod reactor;
 mod server;
 
+pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
 pub use handle::{ConnHandle, ConnId, ServerHandle, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};

@@ -187,6 +187,7 @@ impl ServerBuilder {
             listener_fds,
             stopping,
             backend,
+            next_dial: AtomicUsize::new(0),
         })
     }
 }

@@ -94,6 +94,11 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 for slot in std::mem::take(&mut core.new_conns) {
                     register(&ep, &mut core, slot);
                 }
+                // A connecting socket reports the connect's outcome as
+                // writable (EPOLLOUT) or failed (EPOLLERR/HUP).
+                for slot in std::mem::take(&mut core.connecting) {
+                    register(&ep, &mut core, slot);
+                }
                 continue;
             }
             if tok == LISTENER_TOKEN {
@@ -103,6 +108,9 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             let slot = tok as u32;
             if core.generation(slot) != Some((tok >> 32) as u32) {
                 continue;
+            }
+            if core.is_connecting(slot) {
+                core.on_connect_ready(slot);
             }
             let fd = core.conn(slot).map_or(-1, |c| c.fd);
             if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ringwire_parser::handshake::{
-    HandshakeError, Request, RequestLimits, parse_request, write_accept_response,
-    write_http_response,
+    ClientHandshake, ClientHandshakeError, ClientRequest, HandshakeError, Request, RequestLimits,
+    parse_request, write_accept_response, write_http_response,
 };
 use ringwire_parser::{CloseCode, Decoder, DecoderConfig, Event, Role};
 
+use crate::client::{ConnectError, ConnectOptions, WsUrl};
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{Conn, ConnIo, ENCODER, Phase};
+use crate::conn::{Conn, ConnIo, Dial, Phase};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
 
@@ -101,6 +102,8 @@ pub(crate) struct Core<H: Handler> {
     rx: Receiver<Command>,
     /// Connections accepted from the mailbox that the backend must arm.
     pub new_conns: Vec<u32>,
+    /// Client connections whose connect the backend must watch.
+    pub connecting: Vec<u32>,
     /// This reactor's own SO_REUSEPORT listener (`Config::reuse_port`).
     pub listener: Option<std::net::TcpListener>,
     /// Set once a shutdown was requested: (deadline).
@@ -133,6 +136,7 @@ impl<H: Handler> Core<H> {
             open: 0,
             rx,
             new_conns: Vec::new(),
+            connecting: Vec::new(),
             listener: None,
             shutdown: None,
             next_tick: Instant::now() + TICK,
@@ -166,11 +170,8 @@ impl<H: Handler> Core<H> {
             .collect()
     }
 
-    /// Takes a newly accepted socket into the slab. Beyond the connection
-    /// limits the request is read and answered with 503, then the socket
-    /// is closed.
-    pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
-        let now = self.now;
+    /// Puts a socket into a free slot (generation bumped).
+    fn insert(&mut self, fd: RawFd, peer: SocketAddr, deadline: Ms) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -188,10 +189,19 @@ impl<H: Handler> Core<H> {
             slot,
             generation: s.generation,
         };
-        let mut conn = Conn::new(fd, id, peer, now, now.plus(self.cfg.handshake_timeout));
-        self.ctx.stats.accepted += 1;
+        s.conn = Some(Conn::new(fd, id, peer, self.now, deadline));
         self.open += 1;
-        let total = self.ctx.shared.total_open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.ctx.shared.total_open.fetch_add(1, Ordering::Relaxed);
+        slot
+    }
+
+    /// Takes a newly accepted socket into the slab. Beyond the connection
+    /// limits the request is read and answered with 503, then the socket
+    /// is closed.
+    pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
+        let slot = self.insert(fd, peer, self.now.plus(self.cfg.handshake_timeout));
+        self.ctx.stats.accepted += 1;
+        let total = self.ctx.shared.total_open.load(Ordering::Relaxed);
         if self.open > self.cfg.max_connections_per_reactor
             || total > self.cfg.max_connections
             || self.shutdown.is_some()
@@ -200,10 +210,142 @@ impl<H: Handler> Core<H> {
             self.ctx.stats.handshake_errors += 1;
             // Answered once the request is in: closing with the request
             // unread would reset the connection and could discard the 503.
-            conn.over_limit = true;
+            if let Some(c) = self.conn_mut(slot) {
+                c.over_limit = true;
+            }
         }
-        s.conn = Some(conn);
         slot
+    }
+
+    /// Starts dialing `addr`: a non-blocking connect whose completion the
+    /// backend reports with [`Core::on_connect_ready`]. Failures go to
+    /// `on_connect_error` with the state.
+    pub fn connect(&mut self, addr: SocketAddr, url: WsUrl, opts: ConnectOptions, state: H::Conn) {
+        use socket2::{Domain, Socket, Type};
+        let sock = (|| -> std::io::Result<Socket> {
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            s.set_nonblocking(true)?;
+            s.set_tcp_nodelay(true)?;
+            if let Some(ip) = opts.local_ip {
+                s.bind(&SocketAddr::new(ip, 0).into())?;
+            }
+            match s.connect(&addr.into()) {
+                Ok(()) => Ok(s),
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+                Err(e) => Err(e),
+            }
+        })();
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) => {
+                let err = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    ConnectError::Refused
+                } else {
+                    ConnectError::Io(e.to_string())
+                };
+                return self.report_connect_error(state, err);
+            }
+        };
+        let host = url.host_header();
+        let protocols: Vec<&str> = opts.protocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> = opts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut request = Vec::new();
+        let handshake = ClientHandshake::new(
+            &ClientRequest {
+                host: &host,
+                path_and_query: &url.path_and_query,
+                protocols: &protocols,
+                extensions: None,
+                origin: opts.origin.as_deref(),
+                extra_headers: &headers,
+            },
+            &mut request,
+        );
+        use std::os::fd::IntoRawFd;
+        let fd = sock.into_raw_fd();
+        let slot = self.insert(fd, addr, self.now.plus(opts.timeout));
+        let conn = self.conn_mut(slot).expect("just inserted");
+        conn.phase = Phase::Connecting;
+        conn.io.client = true;
+        conn.dial = Some(Box::new(Dial {
+            request,
+            handshake,
+            state: Some(state),
+        }));
+        self.connecting.push(slot);
+    }
+
+    /// True while a client connection waits for its TCP connect.
+    pub fn is_connecting(&self, slot: u32) -> bool {
+        self.conn(slot)
+            .is_some_and(|c| c.phase == Phase::Connecting)
+    }
+
+    /// True once a client connection has sent its request (the backend
+    /// starts reading).
+    pub fn is_reading(&self, slot: u32) -> bool {
+        self.conn(slot)
+            .is_some_and(|c| c.phase != Phase::Connecting)
+    }
+
+    /// The socket of a connecting client became writable (or failed).
+    pub fn on_connect_ready(&mut self, slot: u32) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        if conn.phase != Phase::Connecting {
+            return;
+        }
+        let fd = conn.fd_ref();
+        let pending_error = socket2::SockRef::from(&fd).take_error();
+        match pending_error {
+            Ok(None) => {
+                let request = conn
+                    .dial
+                    .as_mut()
+                    .map(|d| std::mem::take(&mut d.request))
+                    .unwrap_or_default();
+                conn.phase = Phase::ClientHandshake;
+                conn.io.queue_raw(&mut self.ctx, &request);
+            }
+            Ok(Some(e)) | Err(e) => {
+                let err = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    ConnectError::Refused
+                } else {
+                    ConnectError::Io(e.to_string())
+                };
+                self.fail_connect(slot, err);
+            }
+        }
+    }
+
+    /// Ends a client connection that never opened: `on_connect_error` gets
+    /// the state back, the socket is closed without `on_close`.
+    fn fail_connect(&mut self, slot: u32, err: ConnectError) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        tracing::debug!(peer = %conn.io.peer, "connect failed: {err}");
+        let state = conn.dial.take().and_then(|d| d.state);
+        conn.io.close_notified = true;
+        conn.phase = Phase::Draining;
+        conn.io.abandon(&mut self.ctx);
+        if let Some(state) = state {
+            self.report_connect_error(state, err);
+        }
+    }
+
+    fn report_connect_error(&mut self, state: H::Conn, err: ConnectError) {
+        self.ctx.stats.handshake_errors += 1;
+        let handler = &mut self.handler;
+        if catch_unwind(AssertUnwindSafe(|| handler.on_connect_error(state, &err))).is_err() {
+            self.ctx.stats.panics += 1;
+            tracing::error!("handler panicked in on_connect_error");
+        }
     }
 
     /// Takes a connection accepted from this reactor's own listener.
@@ -223,6 +365,9 @@ impl<H: Handler> Core<H> {
         let Some(mut conn) = self.slots[slot as usize].conn.take() else {
             return;
         };
+        if let Some(state) = conn.dial.take().and_then(|d| d.state) {
+            self.report_connect_error(state, ConnectError::Closed);
+        }
         if !conn.io.close_notified {
             let (code, reason) = conn
                 .io
@@ -296,6 +441,14 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
+        if matches!(conn.phase, Phase::Connecting | Phase::ClientHandshake) {
+            let err = if conn.phase == Phase::Connecting {
+                ConnectError::Refused
+            } else {
+                ConnectError::Closed
+            };
+            return self.fail_connect(slot, err);
+        }
         conn.phase = Phase::Draining;
         // Nobody is reading what we would still send.
         conn.io.abandon(&mut self.ctx);
@@ -311,9 +464,65 @@ impl<H: Handler> Core<H> {
         conn.last_rx = self.now;
         conn.ping_sent = None;
         match conn.phase {
-            Phase::Draining => {}
+            Phase::Draining | Phase::Connecting => {}
             Phase::Handshake => self.handshake(slot, data),
+            Phase::ClientHandshake => self.client_handshake(slot, data),
             Phase::Open => self.frames(slot, data),
+        }
+    }
+
+    /// A client connection's bytes before the 101 is complete.
+    fn client_handshake(&mut self, slot: u32, data: &mut [u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let mut owned = std::mem::take(&mut conn.hs_buf);
+        let from_owned = !owned.is_empty();
+        if from_owned {
+            owned.extend_from_slice(data);
+        }
+        let buf: &[u8] = if from_owned { &owned } else { data };
+        let dial = conn
+            .dial
+            .as_ref()
+            .expect("client connections carry their dial");
+        let (protocol, used) = match dial.handshake.validate_response(buf) {
+            Ok(None) => {
+                if buf.len() > self.cfg.max_header_bytes {
+                    return self.fail_connect(
+                        slot,
+                        ConnectError::Handshake(ClientHandshakeError::TooLarge),
+                    );
+                }
+                if !from_owned {
+                    owned.extend_from_slice(data);
+                }
+                conn.hs_buf = owned;
+                return;
+            }
+            Err(e) => return self.fail_connect(slot, ConnectError::Handshake(e)),
+            Ok(Some((resp, used))) => (resp.protocol, used),
+        };
+        let state = conn.dial.take().and_then(|d| d.state);
+        self.ctx.stats.upgraded += 1;
+        conn.io.protocol = protocol.map(String::into_boxed_str);
+        conn.user = state;
+        conn.phase = Phase::Open;
+        conn.decoder = Some(Box::new(Decoder::new(
+            Role::Client,
+            DecoderConfig {
+                max_frame_size: self.cfg.max_frame_size,
+                max_message_size: self.cfg.max_message_size,
+                extension_rsv: 0,
+            },
+        )));
+        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
+        self.callback(slot, |h, ws| h.on_open(ws));
+        if from_owned {
+            let mut rest = owned.split_off(used);
+            if !rest.is_empty() {
+                self.frames(slot, &mut rest);
+            }
+        } else if used < data.len() {
+            self.frames(slot, &mut data[used..]);
         }
     }
 
@@ -567,7 +776,7 @@ impl<H: Handler> Core<H> {
                     // empty one), tell the handler, close TCP after the flush.
                     io.close_received = true;
                     if !io.close_sent {
-                        ENCODER.close(&mut io.out.pending, code, "");
+                        io.encoder().close(&mut io.out.pending, code, "");
                         io.close_sent = true;
                     }
                     io.disconnect = true;
@@ -616,6 +825,12 @@ impl<H: Handler> Core<H> {
                     self.new_conns.push(slot);
                 }
                 Command::Send(id, out) => self.send_from_handle(id, out),
+                Command::Connect(c) => match c.state.downcast::<H::Conn>() {
+                    Ok(state) => self.connect(c.addr, c.url, c.opts, *state),
+                    Err(_) => tracing::error!(
+                        "connect: the state's type is not this handler's Conn type; dropped"
+                    ),
+                },
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             }
         }
@@ -658,6 +873,9 @@ impl<H: Handler> Core<H> {
         for slot in self.live_slots() {
             let conn = self.slots[slot as usize].conn.as_mut().expect("live");
             match conn.phase {
+                Phase::Connecting | Phase::ClientHandshake => {
+                    self.fail_connect(slot, ConnectError::Engine("shutting down".into()));
+                }
                 Phase::Open => {
                     conn.io.start_close(
                         &mut self.ctx,
@@ -732,6 +950,10 @@ impl<H: Handler> Core<H> {
             }
             let slot = i as u32;
             match conn.phase {
+                Phase::Connecting | Phase::ClientHandshake => {
+                    self.ctx.stats.timeouts += 1;
+                    self.fail_connect(slot, ConnectError::Timeout);
+                }
                 Phase::Handshake => {
                     tracing::info!(peer = %conn.io.peer, "handshake timeout: closing");
                     self.ctx.stats.timeouts += 1;

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::Core;
@@ -41,6 +41,7 @@ const OP_SEND: u64 = 2;
 const OP_WAKE: u64 = 3;
 const OP_CANCEL: u64 = 4;
 const OP_ACCEPT: u64 = 5;
+const OP_CONNECT: u64 = 6;
 
 const BGID: u16 = 0;
 
@@ -232,6 +233,22 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                         }
                         check_close.push(slot);
                     }
+                    // A connecting socket: poll for writable (connected) or
+                    // error; the read side starts once the request is out.
+                    for slot in std::mem::take(&mut core.connecting) {
+                        let Some(generation) = core.generation(slot) else {
+                            continue;
+                        };
+                        let Some(c) = core.conn_mut(slot) else {
+                            continue;
+                        };
+                        c.recv_active = true;
+                        let e = opcode::PollAdd::new(Fd(c.fd), libc::POLLOUT as u32)
+                            .build()
+                            .user_data(ud(slot, generation, OP_CONNECT));
+                        push(&mut ring, &e)?;
+                        check_close.push(slot);
+                    }
                     arm_wake(&mut ring, &mut wake_buf)?;
                 }
                 OP_RECV => {
@@ -314,7 +331,20 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                         }
                     }
                 }
-                _ => {} // OP_CANCEL: the recv's own completion tells the outcome.
+                OP_CONNECT => {
+                    if core.generation(slot) != Some(generation) {
+                        continue;
+                    }
+                    if let Some(c) = core.conn_mut(slot) {
+                        c.recv_active = false;
+                    }
+                    core.on_connect_ready(slot);
+                    if core.is_reading(slot) {
+                        arm_recv(&mut ring, &mut core, slot)?;
+                    }
+                    check_close.push(slot);
+                }
+                _ => {} // OP_CANCEL: the cancelled op's own completion tells the outcome.
             }
         }
         bufs.publish();
@@ -405,7 +435,9 @@ fn close_when_idle<H: Handler>(
     if c.recv_active {
         if !c.cancel_sent {
             c.cancel_sent = true;
-            let e = opcode::AsyncCancel::new(ud(slot, generation, OP_RECV))
+            // Cancels whatever read-side op is armed: the multishot recv,
+            // or a connecting socket's poll.
+            let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(c.fd)).all())
                 .build()
                 .user_data(ud(slot, generation, OP_CANCEL));
             push(ring, &e)?;
