@@ -2,7 +2,7 @@
 # Runs the real Autobahn|Testsuite against ringwire.
 #
 #   autobahn/run.sh server [CASES]   fuzzingclient -> ringwire's echo server
-#   autobahn/run.sh client           fuzzingserver -> ringwire's client (issue #5)
+#   autobahn/run.sh client [CASES]   fuzzingserver -> ringwire's client
 #
 # The backend comes from RINGWIRE_BACKEND (uring | epoll; default: what the
 # engine picks). CASES is a JSON list, default ["*"] (every case). Reports go
@@ -19,22 +19,62 @@ backend=${RINGWIRE_BACKEND:-auto}
 port=${AUTOBAHN_PORT:-9001}
 
 case $mode in
-  server) ;;
-  client)
-    echo "autobahn/run.sh client: needs the engine's client side (issue #5); not available yet" >&2
-    exit 2 ;;
+  server|client) ;;
   *) echo "usage: $0 server|client [CASES_JSON]" >&2; exit 2 ;;
 esac
 
 command -v wstest >/dev/null 2>&1 || "$here/install-wstest.sh"
 
-cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
 out="$here/reports/$mode/$backend"
 rm -rf "$out"; mkdir -p "$out"
 work=$(mktemp -d)
 srv=""
 cleanup() { [[ -n $srv ]] && kill "$srv" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$port" >&2; return 1
+}
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "127.0.0.1:$port is already in use: stop that process or set AUTOBAHN_PORT" >&2
+  exit 1
+fi
+gate() {
+  python3 "$here/summarize.py" "$out" --allow-unimplemented 12. --allow-unimplemented 13.
+}
+
+if [[ $mode == client ]]; then
+  # The fuzzingserver on loopback (the installer patches it to listen on
+  # the spec's host), and the testee client built on the engine.
+  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-autobahn-testee
+  cat >"$work/spec.json" <<JSON
+{
+  "url": "ws://127.0.0.1:$port",
+  "options": {"failByDrop": false},
+  "outdir": "$out",
+  "webport": 0,
+  "cases": $cases,
+  "exclude-cases": [],
+  "exclude-agent-cases": {}
+}
+JSON
+  (cd "$work" && exec wstest -m fuzzingserver -s spec.json >"$out/wstest.log" 2>&1) &
+  srv=$!
+  wait_port
+  start=$(date +%s)
+  be_arg=()
+  [[ $backend == auto ]] || be_arg=("$backend")
+  timeout 1800 "$root/target/release/autobahn-testee-client" "ws://127.0.0.1:$port" "ringwire-client-$backend" "${be_arg[@]}" \
+    >"$out/testee.log" 2>&1 || { echo "testee client failed (see $out/testee.log)" >&2; tail -20 "$out/testee.log" >&2; exit 1; }
+  echo "autobahn client run, backend $backend: $(( $(date +%s) - start )) s"
+  gate
+  exit $?
+fi
+
+cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
 
 # The testee: the engine's /echo (16 MiB max message, which the 9.* cases
 # need), loopback only.
@@ -42,10 +82,7 @@ args=(serve --listen "127.0.0.1:$port" --max-message-size $((16 << 20)))
 [[ $backend == auto ]] || args+=(--backend "$backend")
 "$root/target/release/ringwire" "${args[@]}" >"$out/testee.log" 2>&1 &
 srv=$!
-for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+wait_port
 
 cat >"$work/spec.json" <<JSON
 {
@@ -61,4 +98,4 @@ start=$(date +%s)
 (cd "$work" && timeout 1800 wstest -m fuzzingclient -s spec.json >"$out/wstest.log" 2>&1) || {
   echo "wstest failed (see $out/wstest.log)" >&2; tail -20 "$out/wstest.log" >&2; exit 1; }
 echo "autobahn server run, backend $backend: $(( $(date +%s) - start )) s"
-python3 "$here/summarize.py" "$out" --allow-unimplemented 12. --allow-unimplemented 13.
+gate

@@ -40,8 +40,9 @@ pub enum OverflowPolicy {
 /// Everything the engine can be told. Build with [`crate::ServerBuilder`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on.
-    pub listen: SocketAddr,
+    /// Address to listen on; `None` for a client-only engine
+    /// ([`crate::Client::builder`]).
+    pub listen: Option<SocketAddr>,
     /// Reactor threads (default: one per core).
     pub reactors: usize,
     /// Pin reactor *i* to CPU *i mod ncpu*.
@@ -95,7 +96,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: "127.0.0.1:9001".parse().expect("valid address"),
+            listen: Some("127.0.0.1:9001".parse().expect("valid address")),
             reactors: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_cores: false,
             backend: Backend::Auto,

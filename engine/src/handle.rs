@@ -270,7 +270,8 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the server listens on (useful with port 0).
+    /// The address the server listens on (useful with port 0);
+    /// `0.0.0.0:0` for a client-only engine.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
     }

@@ -43,4 +43,4 @@ pub use handle::{ConnHandle, ConnId, ServerHandle, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
-pub use server::{Server, ServerBuilder};
+pub use server::{Client, Server, ServerBuilder};

@@ -22,6 +22,19 @@ pub struct ServerBuilder {
 /// Entry point: `Server::builder()`.
 pub struct Server;
 
+/// Entry point for a client-only engine: reactors without a listener;
+/// dial with [`ServerHandle::connect`].
+pub struct Client;
+
+impl Client {
+    /// A builder with the defaults in [`Config`] and no listener.
+    pub fn builder() -> ServerBuilder {
+        let mut b = ServerBuilder::default();
+        b.cfg.listen = None;
+        b
+    }
+}
+
 impl Server {
     /// A builder with the defaults in [`Config`].
     pub fn builder() -> ServerBuilder {
@@ -42,7 +55,7 @@ macro_rules! setter {
 impl ServerBuilder {
     /// Address to listen on (`"127.0.0.1:9001"`; port 0 picks one).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.cfg.listen = addr;
+        self.cfg.listen = Some(addr);
         self
     }
 
@@ -105,17 +118,22 @@ impl ServerBuilder {
         // reactor on the same port: the first binds (port 0 picks one),
         // the rest join it.
         let mut listeners = Vec::new();
-        if cfg.reuse_port {
-            let first = reuse_port_listener(cfg.listen)?;
-            let addr = first.local_addr()?;
-            listeners.push(first);
-            for _ in 1..n {
-                listeners.push(reuse_port_listener(addr)?);
+        match cfg.listen {
+            None => {}
+            Some(listen) if cfg.reuse_port => {
+                let first = reuse_port_listener(listen)?;
+                let addr = first.local_addr()?;
+                listeners.push(first);
+                for _ in 1..n {
+                    listeners.push(reuse_port_listener(addr)?);
+                }
             }
-        } else {
-            listeners.push(TcpListener::bind(cfg.listen)?);
+            Some(listen) => listeners.push(TcpListener::bind(listen)?),
         }
-        let local_addr = listeners[0].local_addr()?;
+        let local_addr = match listeners.first() {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         let listener_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
         tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, "ringwire listening");
 
@@ -124,7 +142,7 @@ impl ServerBuilder {
         let stopping = Arc::new(AtomicBool::new(false));
         let mut reactors = Vec::new();
         let mut threads = Vec::new();
-        let own_listeners: Vec<Option<TcpListener>> = if cfg.reuse_port {
+        let own_listeners: Vec<Option<TcpListener>> = if cfg.reuse_port && !listeners.is_empty() {
             std::mem::take(&mut listeners)
                 .into_iter()
                 .map(Some)
