@@ -90,21 +90,18 @@ fn run() -> Result<(), String> {
     };
 
     connect("/getCaseCount".into(), Role::Count)?;
-    let count = loop {
-        match wait(&rx, 10, "getCaseCount")? {
-            Done::Count(n) => break n,
-            Done::Failed(e) => return Err(format!("getCaseCount: {e}")),
-            Done::Closed => return Err("getCaseCount: closed without a count".into()),
-        }
+    let count = match wait(&rx, 10, "getCaseCount")? {
+        Done::Count(n) => n,
+        Done::Failed(e) => return Err(format!("getCaseCount: {e}")),
+        Done::Closed => return Err("getCaseCount: closed without a count".into()),
     };
     // The count connection's close follows its message.
     let _ = wait(&rx, 10, "getCaseCount close");
     eprintln!("testee client: {count} cases");
     for case in 1..=count {
         connect(format!("/runCase?case={case}&agent={agent}"), Role::Case)?;
-        match wait(&rx, 120, &format!("case {case}"))? {
-            Done::Failed(e) => eprintln!("case {case}: {e}"),
-            _ => {}
+        if let Done::Failed(e) = wait(&rx, 120, &format!("case {case}"))? {
+            eprintln!("case {case}: {e}");
         }
     }
     connect(format!("/updateReports?agent={agent}"), Role::Report)?;
