@@ -1,5 +1,6 @@
 //! `ringwire`: the command-line front end.
 
+mod load;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,10 @@ enum Cmd {
     /// Serve /echo (echo every message), /chat (broadcast text to every
     /// /chat connection) and / (a browser page using both).
     Serve(serve::ServeArgs),
+    /// Load generator: echo, rate, connect or idle against any WebSocket
+    /// server.
+    #[command(subcommand)]
+    Load(load::LoadCmd),
 }
 
 fn main() {
@@ -31,7 +36,8 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Serve(a) => serve::run(a),
+        Cmd::Serve(a) => serve::run(a).map_err(|e| e.to_string()),
+        Cmd::Load(c) => load::run(c),
     };
     if let Err(e) = r {
         eprintln!("ringwire: {e}");

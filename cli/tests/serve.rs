@@ -89,6 +89,63 @@ fn check(backend: &str) {
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
     drop(chat);
+    // `ringwire load` against it: JSON on stdout, .hgrm and .svg files.
+    let dir = std::env::temp_dir().join(format!("ringwire-load-{}-{backend}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hgrm, svg) = (dir.join("lat.hgrm"), dir.join("lat.svg"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["load", "echo", &format!("ws://{}/echo", srv.addr)])
+        .args([
+            "--conns",
+            "4",
+            "--in-flight",
+            "2",
+            "--size",
+            "100",
+            "--text",
+        ])
+        .args([
+            "--duration",
+            "500ms",
+            "--warmup",
+            "100ms",
+            "--backend",
+            backend,
+            "--json",
+        ])
+        .arg("--hgrm")
+        .arg(&hgrm)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("ringwire load runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(json.trim().lines().count(), 1, "{json}");
+    for key in [
+        "\"msgs_per_sec\":",
+        "\"latency_us\":",
+        "\"mismatches\":0",
+        "\"connected\":4",
+    ] {
+        assert!(json.contains(key), "{key} in {json}");
+    }
+    let hgrm = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(
+        hgrm.contains("Percentile") && hgrm.contains("#[Max"),
+        "{hgrm}"
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
     // SIGINT: every open connection gets 1001, then the process exits.
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(srv.child.id() as i32, libc::SIGINT) };

@@ -293,18 +293,30 @@ impl ServerHandle {
         opts: crate::client::ConnectOptions,
         state: C,
     ) -> Result<(), crate::client::ConnectError> {
-        use crate::client::{ConnectError, WsUrl};
-        let url = WsUrl::parse(url)?;
+        let url = crate::client::WsUrl::parse(url)?;
+        let addr = url.resolve()?;
+        self.connect_to(&url, addr, opts, state)
+    }
+
+    /// As [`connect`](Self::connect) with a parsed URL and an address
+    /// resolved already (load generators dial the same host many times).
+    pub fn connect_to<C: Send + 'static>(
+        &self,
+        url: &crate::client::WsUrl,
+        addr: std::net::SocketAddr,
+        opts: crate::client::ConnectOptions,
+        state: C,
+    ) -> Result<(), crate::client::ConnectError> {
+        use crate::client::ConnectError;
         if url.tls {
             return Err(ConnectError::BadUrl(
                 "wss:// needs TLS, which is not built yet (issue #7)".into(),
             ));
         }
-        let addr = url.resolve()?;
         let i = self.next_dial.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
         let cmd = ConnectCmd {
             addr,
-            url,
+            url: url.clone(),
             opts,
             state: Box::new(state),
         };

@@ -135,7 +135,11 @@ impl ServerBuilder {
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
         let listener_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
-        tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, "ringwire listening");
+        if listeners.is_empty() {
+            tracing::debug!(reactors = n, backend, "ringwire client engine started");
+        } else {
+            tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, "ringwire listening");
+        }
 
         let factory = Arc::new(factory);
         let total_open = Arc::new(AtomicUsize::new(0));

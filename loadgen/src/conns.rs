@@ -1,0 +1,230 @@
+//! What every mode shares: the measurement phase, per-reactor accumulators
+//! (handlers record locally and flush under an uncontended lock), notes
+//! from handlers to the coordinating thread, and the engine set-up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use hdrhistogram::Histogram;
+use ringwire::{Client, ConnHandle, ConnectOptions, Handler, ServerHandle, WsUrl};
+
+use crate::Options;
+use crate::report::Report;
+
+/// Before the measured period: nothing is recorded.
+pub const WARMUP: u8 = 0;
+/// Recording.
+pub const MEASURE: u8 = 1;
+/// Stop sending; the run is over.
+pub const STOP: u8 = 2;
+
+/// A latency histogram in microseconds: 1 µs to 60 s, 3 digits.
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Microseconds, at least 1 (the histogram's lowest value).
+pub fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, 60_000_000)
+}
+
+/// Counts a handler gathers; merged into the report at the end.
+pub struct Acc {
+    pub hist: Histogram<u64>,
+    pub connect_hist: Histogram<u64>,
+    pub msgs: u64,
+    pub bytes: u64,
+    pub mismatches: u64,
+    pub connected: usize,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Acc {
+    pub fn new() -> Acc {
+        Acc {
+            hist: new_hist(),
+            connect_hist: new_hist(),
+            msgs: 0,
+            bytes: 0,
+            mismatches: 0,
+            connected: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    pub fn error(&mut self, kind: &str) {
+        *self.errors.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Moves everything from `other` into `self`.
+    pub fn take_from(&mut self, other: &mut Acc) {
+        let _ = self.hist.add(&other.hist);
+        let _ = self.connect_hist.add(&other.connect_hist);
+        other.hist.reset();
+        other.connect_hist.reset();
+        self.msgs += std::mem::take(&mut other.msgs);
+        self.bytes += std::mem::take(&mut other.bytes);
+        self.mismatches += std::mem::take(&mut other.mismatches);
+        self.connected += std::mem::take(&mut other.connected);
+        for (k, v) in std::mem::take(&mut other.errors) {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// What handlers tell the coordinating thread.
+pub enum Note {
+    /// A connection opened (with its handle when the mode sends from
+    /// outside the reactor).
+    Opened(Option<ConnHandle>),
+    /// A connection failed to open.
+    Failed,
+    /// An open connection ended.
+    Closed,
+}
+
+/// State shared by the coordinator and every reactor's handler.
+pub struct Shared {
+    pub phase: AtomicU8,
+    pub accs: Vec<Mutex<Acc>>,
+    pub notes: Sender<Note>,
+    /// Time zero for timestamps carried in payloads (rate mode).
+    pub epoch: Instant,
+}
+
+impl Shared {
+    pub fn new(reactors: usize, notes: Sender<Note>) -> Shared {
+        Shared {
+            phase: AtomicU8::new(WARMUP),
+            accs: (0..reactors).map(|_| Mutex::new(Acc::new())).collect(),
+            notes,
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    pub fn set_phase(&self, p: u8) {
+        self.phase.store(p, Ordering::SeqCst);
+    }
+
+    /// Adds a handler's local counts to its reactor's accumulator.
+    pub fn flush(&self, reactor: usize, local: &mut Acc) {
+        let mut acc = self.accs[reactor].lock().unwrap_or_else(|e| e.into_inner());
+        acc.take_from(local);
+    }
+
+    /// Everything flushed so far, merged (for progress lines and the end).
+    pub fn merged(&self) -> Acc {
+        let mut all = Acc::new();
+        for a in &self.accs {
+            let a = a.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = all.hist.add(&a.hist);
+            let _ = all.connect_hist.add(&a.connect_hist);
+            all.msgs += a.msgs;
+            all.bytes += a.bytes;
+            all.mismatches += a.mismatches;
+            all.connected += a.connected;
+            for (k, v) in a.errors.iter() {
+                *all.errors.entry(k.clone()).or_default() += v;
+            }
+        }
+        all
+    }
+}
+
+/// Starts a client-only engine with one reactor per thread.
+pub fn engine<H, F>(opts: &Options, factory: F) -> Result<ServerHandle, String>
+where
+    H: Handler,
+    F: Fn(usize) -> H + Send + Sync + 'static,
+{
+    let max = (opts.size * 2).max(16 << 20);
+    let mut b = Client::builder()
+        .reactors(opts.threads.max(1))
+        .max_message_size(max)
+        .max_frame_size(max)
+        // A load generator must not cut off a slow server's echoes.
+        .max_buffered(usize::MAX / 2)
+        .high_watermark(usize::MAX / 4);
+    if let Some(be) = opts.backend {
+        b = b.backend(be);
+    }
+    b.start(factory).map_err(|e| format!("engine: {e}"))
+}
+
+/// The URL and its address, resolved once.
+pub fn target(opts: &Options) -> Result<(WsUrl, SocketAddr), String> {
+    let url = WsUrl::parse(&opts.url).map_err(|e| e.to_string())?;
+    let addr = url.resolve().map_err(|e| e.to_string())?;
+    Ok((url, addr))
+}
+
+/// Connect options for the `i`-th connection (source IPs round-robin).
+pub fn connect_options(opts: &Options, i: usize) -> ConnectOptions {
+    ConnectOptions {
+        timeout: opts.connect_timeout,
+        local_ip: (!opts.source_ips.is_empty()).then(|| opts.source_ips[i % opts.source_ips.len()]),
+        ..Default::default()
+    }
+}
+
+/// Waits for `n` connections to open or fail; returns the handles the
+/// opened ones reported.
+pub fn wait_opened(
+    notes: &Receiver<Note>,
+    n: usize,
+    timeout: Duration,
+) -> (usize, usize, Vec<ConnHandle>) {
+    let deadline = Instant::now() + timeout;
+    let (mut opened, mut failed, mut handles) = (0, 0, Vec::new());
+    while opened + failed < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match notes.recv_timeout(left) {
+            Ok(Note::Opened(h)) => {
+                opened += 1;
+                handles.extend(h);
+            }
+            Ok(Note::Failed) => failed += 1,
+            Ok(Note::Closed) => {}
+            Err(_) => break,
+        }
+    }
+    (opened, failed, handles)
+}
+
+/// Sleeps through a phase, printing a progress line each second.
+pub fn run_phase(shared: &Shared, period: Duration, progress: bool, what: &str) {
+    let start = Instant::now();
+    let mut last_msgs = shared.merged().msgs;
+    while start.elapsed() < period {
+        let left = period.saturating_sub(start.elapsed());
+        std::thread::sleep(left.min(Duration::from_secs(1)));
+        if progress {
+            let m = shared.merged();
+            let errors: u64 = m.errors.values().sum();
+            eprintln!(
+                "{what} {}",
+                Report::progress_line(start.elapsed(), m.msgs - last_msgs, &m.hist, errors)
+            );
+            last_msgs = m.msgs;
+        }
+    }
+}
+
+/// Fills a report's counters from the merged accumulators.
+pub fn fill_report(r: &mut Report, acc: Acc) {
+    r.msgs = acc.msgs;
+    r.bytes = acc.bytes;
+    r.mismatches = acc.mismatches;
+    r.connected = acc.connected;
+    r.errors = acc.errors;
+    r.latency = acc.hist;
+    r.connect_latency = acc.connect_hist;
+}
