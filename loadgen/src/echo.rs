@@ -129,13 +129,15 @@ struct EchoLoad {
 }
 
 impl EchoLoad {
-    fn send_next(&self, ws: &mut WebSocket<'_, EchoConn>) {
+    /// Sends the next message; `now` is its send time (the caller's clock
+    /// read: one read per message serves the echo it answers and the send).
+    fn send_next(&self, ws: &mut WebSocket<'_, EchoConn>, now: Instant) {
         let layout = self.layout;
         let c = ws.state();
         let seq = c.next_seq;
         c.next_seq += 1;
         layout.put(&mut c.buf, seq, 0);
-        c.sent_at.push_back(Instant::now());
+        c.sent_at.push_back(now);
         let buf = std::mem::take(&mut ws.state().buf);
         let _ = if layout.text {
             // SAFETY-free: the template and hex digits are ASCII.
@@ -166,8 +168,9 @@ impl Handler for EchoLoad {
         let handle = self.paced.then(|| ws.handle());
         let _ = self.shared.notes.send(Note::Opened(handle));
         if !self.paced {
+            let now = Instant::now();
             for _ in 0..self.in_flight {
-                self.send_next(ws);
+                self.send_next(ws, now);
             }
         }
     }
@@ -203,7 +206,7 @@ impl Handler for EchoLoad {
             self.acc.bytes += bytes.len() as u64;
         }
         if !self.paced && phase != STOP {
-            self.send_next(ws);
+            self.send_next(ws, now);
         }
         self.maybe_flush(now);
     }
