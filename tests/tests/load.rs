@@ -142,11 +142,50 @@ fn against_tungstenite(backend: Backend) {
         r.to_json()
     );
     assert!(r.msgs > 100);
-    let mut rate = opts(Mode::Rate, url, backend);
+    let mut rate = opts(Mode::Rate, url.clone(), backend);
     rate.rate = 1000.0;
     let r = run(&rate);
     assert_eq!((r.mismatches, r.errors_total()), (0, 0), "{}", r.to_json());
     assert!(r.msgs > 400, "{}", r.to_json());
+    let r = run(&opts(Mode::Connect, url.clone(), backend));
+    assert!(r.connected > 20, "{}", r.to_json());
+    let mut idle = opts(Mode::Idle, url, backend);
+    idle.conns = 100;
+    let r = run(&idle);
+    assert_eq!((r.connected, r.errors_total()), (100, 0), "{}", r.to_json());
+}
+
+/// `--source-ips`: connections come from several loopback addresses.
+fn source_ips(backend: Backend) {
+    struct Peers {
+        seen: Recorder<std::net::IpAddr>,
+    }
+    impl Handler for Peers {
+        type Conn = ();
+        fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+            Ok(())
+        }
+        fn on_open(&mut self, ws: &mut WebSocket<'_, ()>) {
+            self.seen.push(ws.peer_addr().ip());
+        }
+    }
+    let seen = Recorder::new();
+    let s = seen.clone();
+    let server = start(builder(backend), move |_| Peers { seen: s.clone() });
+    let mut idle = opts(
+        Mode::Idle,
+        format!("ws://{}/", server.local_addr()),
+        backend,
+    );
+    idle.conns = 8;
+    idle.source_ips = ringwire_loadgen::parse_source_ips("127.0.0.1-127.0.0.4").unwrap();
+    let r = run(&idle);
+    assert_eq!(r.connected, 8, "{}", r.to_json());
+    let mut ips = seen.wait_len(8);
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 4, "{ips:?}");
+    stop(server);
 }
 
 fn refused_is_an_error(backend: Backend) {
@@ -165,4 +204,5 @@ backend_tests! {
     verification_catches_corruption: verification_catches_corruption_epoll, verification_catches_corruption_uring;
     against_tungstenite: against_tungstenite_epoll, against_tungstenite_uring;
     refused_is_an_error: refused_is_an_error_epoll, refused_is_an_error_uring;
+    source_ips: source_ips_epoll, source_ips_uring;
 }
