@@ -23,6 +23,9 @@ impl fmt::Display for Utf8Error {
 
 impl std::error::Error for Utf8Error {}
 
+/// Up to this length an ASCII check runs before the SIMD validator.
+const SHORT: usize = 64;
+
 /// Validates a byte stream fed in arbitrary chunks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Utf8Validator {
@@ -69,7 +72,7 @@ impl Utf8Validator {
                 return Ok(());
             }
         }
-        if simdutf8::basic::from_utf8(chunk).is_ok() {
+        if (chunk.len() <= SHORT && chunk.is_ascii()) || simdutf8::basic::from_utf8(chunk).is_ok() {
             return Ok(());
         }
         self.slow_tail(chunk)
@@ -86,6 +89,12 @@ impl Utf8Validator {
     /// Validates one whole message in one call (no carried state).
     #[inline]
     pub fn validate_whole(bytes: &[u8]) -> Result<&str, Utf8Error> {
+        // Short ASCII (chat, JSON keys, RPC) is the common small message:
+        // std's word-at-a-time check costs less than a SIMD call's setup.
+        if bytes.len() <= SHORT && bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         simdutf8::basic::from_utf8(bytes).map_err(|_| Utf8Error)
     }
 
@@ -211,6 +220,23 @@ mod tests {
         let mut v = Utf8Validator::new();
         v.feed(&[b'a', 0xe2, 0x82]).unwrap();
         assert_eq!(v.feed(b"x"), Err(Utf8Error));
+    }
+
+    #[test]
+    fn validate_whole_matches_std_short_and_long() {
+        let mut inputs: Vec<Vec<u8>> = vec![vec![], b"plain ascii".to_vec(), "κόσμε".into()];
+        for a in 0..=255u8 {
+            inputs.push(vec![b'x', a]);
+            inputs.push([&[b'y'; 63][..], &[a]].concat()); // at the ASCII-path limit
+            inputs.push([&[b'z'; 64][..], &[a]].concat()); // just past it
+        }
+        for input in inputs {
+            assert_eq!(
+                Utf8Validator::validate_whole(&input).is_ok(),
+                std::str::from_utf8(&input).is_ok(),
+                "{input:x?}"
+            );
+        }
     }
 
     #[test]
