@@ -243,7 +243,8 @@ pub(crate) struct Conn<C> {
     pub io: ConnIo,
     pub decoder: Option<Box<Decoder>>,
     /// A partial HTTP request (only while one is arriving).
-    pub hs_buf: Vec<u8>,
+    /// Boxed: 8 bytes in every slot instead of 24 for a rarely used Vec.
+    pub hs_buf: Option<Box<Vec<u8>>>,
     /// Accepted beyond a connection limit: answer the request with 503.
     pub over_limit: bool,
     pub user: Option<C>,
@@ -284,7 +285,7 @@ impl<C> Conn<C> {
             phase: Phase::Handshake,
             io: ConnIo::new(id, peer),
             decoder: None,
-            hs_buf: Vec::new(),
+            hs_buf: None,
             over_limit: false,
             user: None,
             deadline,
@@ -307,7 +308,7 @@ mod size_tests {
     fn idle_connection_footprint() {
         let conn = std::mem::size_of::<super::Conn<()>>();
         let decoder = std::mem::size_of::<ringwire_parser::Decoder>();
-        assert!(conn <= 232, "Conn grew to {conn} bytes");
+        assert!(conn <= 216, "Conn grew to {conn} bytes");
         assert!(decoder <= 144, "Decoder grew to {decoder} bytes");
     }
 }

@@ -20,6 +20,9 @@ use crate::mask::{Unmasker, apply_mask};
 use crate::message::{Event, Message, Payload, TextPayload};
 use crate::utf8::Utf8Validator;
 
+/// Most a split frame's declared length may pre-size the message buffer.
+const RESERVE_CAP: usize = 1 << 20;
+
 /// Which side of the connection this endpoint is: it decides the masking
 /// rules (clients mask, servers must not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -356,6 +359,12 @@ impl Decoder {
                     return Ok((pos, self.finish_message()?));
                 }
             } else {
+                // The payload spans inputs: size the buffer for it once
+                // instead of doubling through every power of two. Capped,
+                // so a peer that only *declares* a huge frame cannot make
+                // us reserve it; past the cap the buffer grows as bytes
+                // arrive.
+                self.msg_buf.reserve(len.min(RESERVE_CAP));
                 self.frame = Some(FrameInProgress {
                     opcode: header.opcode,
                     fin: header.fin,

@@ -474,7 +474,7 @@ impl<H: Handler> Core<H> {
     /// A client connection's bytes before the 101 is complete.
     fn client_handshake(&mut self, slot: u32, data: &mut [u8]) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let mut owned = std::mem::take(&mut conn.hs_buf);
+        let mut owned = conn.hs_buf.take().map(|b| *b).unwrap_or_default();
         let from_owned = !owned.is_empty();
         if from_owned {
             owned.extend_from_slice(data);
@@ -495,7 +495,7 @@ impl<H: Handler> Core<H> {
                 if !from_owned {
                     owned.extend_from_slice(data);
                 }
-                conn.hs_buf = owned;
+                conn.hs_buf = Some(Box::new(owned));
                 return;
             }
             Err(e) => return self.fail_connect(slot, ConnectError::Handshake(e)),
@@ -531,7 +531,7 @@ impl<H: Handler> Core<H> {
         let peer = conn.io.peer;
         // Parse straight from the receive buffer unless a partial request
         // is already waiting in the connection's own buffer.
-        let mut owned = std::mem::take(&mut conn.hs_buf);
+        let mut owned = conn.hs_buf.take().map(|b| *b).unwrap_or_default();
         let from_owned = !owned.is_empty();
         if from_owned {
             owned.extend_from_slice(data);
@@ -559,7 +559,7 @@ impl<H: Handler> Core<H> {
                 if !from_owned {
                     owned.extend_from_slice(data);
                 }
-                conn.hs_buf = owned;
+                conn.hs_buf = Some(Box::new(owned));
                 return;
             }
             Outcome::Respond(out) => return self.finish_http(slot, &out),
@@ -694,7 +694,7 @@ impl<H: Handler> Core<H> {
         conn.io.disconnect = true;
         conn.io.close_notified = true;
         conn.phase = Phase::Draining;
-        conn.hs_buf = Vec::new();
+        conn.hs_buf = None;
     }
 
     /// Runs a handler callback for an open connection, isolating panics.
