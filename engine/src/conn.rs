@@ -243,7 +243,9 @@ pub(crate) struct Conn<C> {
     pub io: ConnIo,
     pub decoder: Option<Box<Decoder>>,
     /// A partial HTTP request (only while one is arriving).
-    /// Boxed: 8 bytes in every slot instead of 24 for a rarely used Vec.
+    /// Boxed: 8 bytes in every slot instead of 24 for a rarely used Vec
+    /// (the extra allocation happens only for a request split across reads).
+    #[allow(clippy::box_collection)]
     pub hs_buf: Option<Box<Vec<u8>>>,
     /// Accepted beyond a connection limit: answer the request with 503.
     pub over_limit: bool,
