@@ -502,20 +502,7 @@ impl<H: Handler> Core<H> {
             Ok(Some((resp, used))) => (resp.protocol, used),
         };
         let state = conn.dial.take().and_then(|d| d.state);
-        self.ctx.stats.upgraded += 1;
-        conn.io.protocol = protocol.map(String::into_boxed_str);
-        conn.user = state;
-        conn.phase = Phase::Open;
-        conn.decoder = Some(Box::new(Decoder::new(
-            Role::Client,
-            DecoderConfig {
-                max_frame_size: self.cfg.max_frame_size,
-                max_message_size: self.cfg.max_message_size,
-                extension_rsv: 0,
-            },
-        )));
-        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
-        self.callback(slot, |h, ws| h.on_open(ws));
+        self.open_conn(slot, Role::Client, protocol, state);
         if from_owned {
             let mut rest = owned.split_off(used);
             if !rest.is_empty() {
@@ -524,6 +511,32 @@ impl<H: Handler> Core<H> {
         } else if used < data.len() {
             self.frames(slot, &mut data[used..]);
         }
+    }
+
+    /// Where both handshakes end: the connection opens with a decoder for
+    /// `role` and the user's state, and `on_open` runs.
+    fn open_conn(
+        &mut self,
+        slot: u32,
+        role: Role,
+        protocol: Option<String>,
+        state: Option<H::Conn>,
+    ) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        self.ctx.stats.upgraded += 1;
+        conn.io.protocol = protocol.map(String::into_boxed_str);
+        conn.user = state;
+        conn.phase = Phase::Open;
+        conn.decoder = Some(Box::new(Decoder::new(
+            role,
+            DecoderConfig {
+                max_frame_size: self.cfg.max_frame_size,
+                max_message_size: self.cfg.max_message_size,
+                extension_rsv: 0,
+            },
+        )));
+        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
+        self.callback(slot, |h, ws| h.on_open(ws));
     }
 
     fn handshake(&mut self, slot: u32, data: &mut [u8]) {
@@ -570,21 +583,8 @@ impl<H: Handler> Core<H> {
                 protocol,
             } => (out, consumed, state, protocol),
         };
-        self.ctx.stats.upgraded += 1;
         conn.io.queue_raw(&mut self.ctx, &out);
-        conn.io.protocol = protocol.map(String::into_boxed_str);
-        conn.user = Some(state);
-        conn.phase = Phase::Open;
-        conn.decoder = Some(Box::new(Decoder::new(
-            Role::Server,
-            DecoderConfig {
-                max_frame_size: self.cfg.max_frame_size,
-                max_message_size: self.cfg.max_message_size,
-                extension_rsv: 0,
-            },
-        )));
-        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
-        self.callback(slot, |h, ws| h.on_open(ws));
+        self.open_conn(slot, Role::Server, protocol, Some(state));
         // Frames the client sent right behind its request.
         if from_owned {
             let mut rest = owned.split_off(consumed);
