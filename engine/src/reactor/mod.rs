@@ -938,6 +938,10 @@ impl<H: Handler> Core<H> {
             let Some(conn) = self.slots[i].conn.as_mut() else {
                 continue;
             };
+            // Connections quiet for a second give their send buffers back.
+            if conn.io.out.capacity() > 0 && now.since(conn.last_rx) >= Duration::from_secs(1) {
+                conn.io.out.release();
+            }
             if conn.io.close_sent && !conn.close_armed && !conn.io.disconnect {
                 // We sent a close frame (handler, handle, overflow): the
                 // peer has the close timeout to answer.
