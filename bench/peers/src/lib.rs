@@ -86,9 +86,11 @@ pub async fn accept(peer: &str, listener: &TcpListener) -> TcpStream {
 /// which only queues it in the library's write buffer; the library itself
 /// writes once that buffer passes its threshold), and the sink is flushed
 /// only when the read side would block. So all echoes of one read go out
-/// in one write. Unlike `forward` it needs no `split()` (no BiLock around
-/// the stream); control frames are left to the library, which answers
-/// pings and closes itself.
+/// in one write, unless the library writes on its own: tokio-websockets
+/// 0.13's `poll_next` flushes queued frames before reading the next, so
+/// with it this is still one write per echo. Unlike `forward` it needs no
+/// `split()` (no BiLock around the stream); control frames are left to the
+/// library, which answers pings and closes itself.
 ///
 /// Returns when the peer has closed (after flushing our close reply), or
 /// with the first error.

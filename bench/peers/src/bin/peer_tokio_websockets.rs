@@ -8,13 +8,15 @@
 //! (as in the library's echo_server example). `ServerBuilder::accept`
 //! answers any path.
 //!
-//! Echo loop: [`ringwire_peers::echo_feed_flush`]: each text/binary message
-//! is `feed`-ed back (queued; the library flushes by itself once
-//! `Config::flush_threshold`, 8 KiB by default, is queued) and the sink is
-//! flushed when the read side would block: the batching the library's
-//! `Sink` + `flush_threshold` are made for. (Its echo_server example does
-//! `send` per message, i.e. one write per message.) Config is the default
-//! except the payload limit, set to 64 MiB (also the default).
+//! Echo loop: [`ringwire_peers::echo_feed_flush`], as for tokio-tungstenite:
+//! each text/binary message is `feed`-ed back (queued; the sink flushes by
+//! itself once `Config::flush_threshold`, 8 KiB by default, is queued) and
+//! the sink is flushed when the read side would block. Measured with strace,
+//! this does *not* batch with tokio-websockets 0.13: its `poll_next` itself
+//! tries to flush the queued frames before reading the next one, so every
+//! echo still costs one `writev` (the same as the `send` per message of the
+//! library's echo_server example). Config is the default except the payload
+//! limit, set to 64 MiB (also the default).
 
 use ringwire_peers::{MAX_MESSAGE, accept, bind, echo_feed_flush, listen_addr};
 use tokio_websockets::{Config, Limits, Message, ServerBuilder};
