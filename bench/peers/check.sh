@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Smoke test of the echo peers: starts each on a free loopback port (pinned to
+# CPU 1, as bench/compare.sh does), runs `ringwire load echo` against it
+# (1 KiB text, 16 conns x 4 in flight; then 1 MiB binary, 1 conn), requires
+# "mismatches":0 and "errors_total":0, checks with node/check-kinds.js that
+# echoes keep their kind (text/binary; the load generator does not check
+# that), and stops the peer by its PID.
+#   bench/peers/check.sh [PEER...]    (default: all five)
+# Needs: cargo build --release -p ringwire-cli -p ringwire-peers, and
+# bench/peers/install.sh for the node peers.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+declare -A cmd=(
+  [tokio-tungstenite]=target/release/peer-tokio-tungstenite
+  [fastwebsockets]=target/release/peer-fastwebsockets
+  [tokio-websockets]=target/release/peer-tokio-websockets
+  [uws]=bench/peers/node/run-uws.sh
+  [ws]=bench/peers/node/run-ws.sh
+)
+peers=("$@")
+((${#peers[@]})) || peers=(tokio-tungstenite fastwebsockets tokio-websockets uws ws)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+fail=0
+for p in "${peers[@]}"; do
+  port=$(free_port)
+  # Bounded: timeout ends the peer after 120 s whatever happens here.
+  timeout -s TERM 120 taskset -c 1 "${cmd[$p]}" "127.0.0.1:$port" 2>/tmp/ringwire-peer-$p.log &
+  pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  for load in "--conns 16 --in-flight 4 --size 1024 --text" "--conns 1 --in-flight 1 --size 1048576"; do
+    # shellcheck disable=SC2086
+    out=$(taskset -c 0 ./target/release/ringwire load echo "ws://127.0.0.1:$port/" $load \
+      --duration 2s --warmup 500ms --json 2>>"/tmp/ringwire-load-$p.log") || out="{\"load_failed\":$?}"
+    ok=no
+    if grep -q '"mismatches":0' <<<"$out" && grep -q '"errors_total":0' <<<"$out"; then ok=yes; fi
+    rate=$(grep -o '"msgs_per_sec":[0-9.]*' <<<"$out" | cut -d: -f2)
+    printf '%-18s %-42s msgs_per_sec=%-12s ok=%s\n' "$p" "$load" "${rate:-?}" "$ok"
+    [[ $ok == yes ]] || { fail=1; echo "$out" >&2; }
+  done
+  if kinds=$(timeout 20 node bench/peers/node/check-kinds.js "ws://127.0.0.1:$port/any/path"); then
+    printf '%-18s %s\n' "$p" "$kinds"
+  else
+    printf '%-18s %s FAILED\n' "$p" "$kinds"
+    fail=1
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+done
+exit $fail
