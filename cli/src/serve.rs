@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// One SO_REUSEPORT listener per reactor instead of an acceptor thread.
     #[arg(long)]
     reuse_port: bool,
+    /// Receive buffer size in bytes (io_uring: each provided buffer;
+    /// epoll: the reactor's shared buffer).
+    #[arg(long, default_value_t = 64 << 10)]
+    recv_buffer: usize,
 }
 
 const PAGE: &str = include_str!("page.html");
@@ -127,7 +131,8 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .max_message_size(a.max_message_size)
         .max_frame_size(a.max_message_size)
         .pin_cores(a.pin)
-        .reuse_port(a.reuse_port);
+        .reuse_port(a.reuse_port)
+        .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20));
     if let Some(n) = a.reactors {
         b = b.reactors(n);
     }
