@@ -57,12 +57,14 @@ impl OutQueue {
         debug_assert!(self.sent <= self.sending.len());
     }
 
-    /// After a flush: a busy connection keeps modest buffers for its next
-    /// batch (allocating per batch showed up in profiles); big ones go back
-    /// at once. [`OutQueue::release`] frees the rest when it goes quiet.
-    pub fn trim(&mut self) {
+    /// After a flush: a connection that streams messages keeps modest
+    /// buffers for its next batch (allocating per batch showed up in
+    /// profiles); others (a handshake response) and big buffers go back at
+    /// once, so idle connections hold nothing and the heap does not
+    /// fragment. [`OutQueue::release`] frees the rest when it goes quiet.
+    pub fn trim(&mut self, streaming: bool) {
         if self.is_empty() && !self.in_flight {
-            if self.capacity() > KEEP_CAPACITY {
+            if !streaming || self.capacity() > KEEP_CAPACITY {
                 self.release();
             } else {
                 self.sending.clear();
@@ -127,6 +129,8 @@ pub(crate) struct ConnIo {
     pub fail: Option<(CloseCode, &'static str)>,
     /// The peer is gone or too slow to wait for: close without flushing.
     pub abandoned: bool,
+    /// Data messages have been sent (send buffers are worth keeping).
+    pub streaming: bool,
     /// We dialed this connection (frames are masked).
     pub client: bool,
 }
@@ -146,6 +150,7 @@ impl ConnIo {
             dirty: false,
             fail: None,
             abandoned: false,
+            streaming: false,
             client: false,
         }
     }
@@ -213,6 +218,7 @@ impl ConnIo {
         let op = if text { OpCode::Text } else { OpCode::Binary };
         self.encoder()
             .message(&mut self.out.pending, op, payload, false);
+        self.streaming = true;
         ctx.stats.msgs_out += 1;
         self.mark_dirty(ctx);
         if self.out.buffered() > ctx.limits.high_watermark {

@@ -432,7 +432,7 @@ impl<H: Handler> Core<H> {
             }
         }
         if conn.io.out.is_empty() {
-            conn.io.out.trim();
+            conn.io.out.trim(conn.io.streaming);
         }
     }
 
@@ -938,8 +938,9 @@ impl<H: Handler> Core<H> {
             let Some(conn) = self.slots[i].conn.as_mut() else {
                 continue;
             };
-            // Connections quiet for a second give their send buffers back.
-            if conn.io.out.capacity() > 0 && now.since(conn.last_rx) >= Duration::from_secs(1) {
+            // Connections quiet for two ticks give their send buffers back
+            // (a busy one receives more often than that and keeps them).
+            if conn.io.out.capacity() > 0 && now.since(conn.last_rx) >= 2 * TICK {
                 conn.io.out.release();
             }
             if conn.io.close_sent && !conn.close_armed && !conn.io.disconnect {
