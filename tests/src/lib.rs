@@ -579,3 +579,39 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed)
         .collect()
 }
+
+/// A third-party server for tests: a tokio-tungstenite echo server on its
+/// own thread (current-thread runtime), echoing text and binary; it stops
+/// by itself after 20 s.
+pub fn tungstenite_echo_server() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            let serve = async {
+                loop {
+                    let Ok((s, _)) = l.accept().await else { return };
+                    tokio::spawn(async move {
+                        use futures_util::{SinkExt, StreamExt};
+                        let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                            return;
+                        };
+                        while let Some(Ok(m)) = ws.next().await {
+                            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
+        });
+    });
+    addr
+}

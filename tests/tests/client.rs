@@ -314,38 +314,6 @@ fn subprotocol_and_bad_url(backend: Backend) {
     stop(server);
 }
 
-/// A third-party server: tokio-tungstenite echo on its own thread.
-fn tungstenite_echo_server() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            let serve = async {
-                loop {
-                    let (s, _) = l.accept().await.unwrap();
-                    tokio::spawn(async move {
-                        use futures_util::{SinkExt, StreamExt};
-                        let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
-                        while let Some(Ok(m)) = ws.next().await {
-                            if m.is_text() || m.is_binary() {
-                                ws.send(m).await.unwrap();
-                            }
-                        }
-                    });
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
-        });
-    });
-    addr
-}
-
 fn echo_against_tungstenite(backend: Backend) {
     let addr = tungstenite_echo_server();
     let (cl, seen) = client(backend);

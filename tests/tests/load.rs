@@ -104,35 +104,7 @@ fn verification_catches_corruption(backend: Backend) {
 
 /// A third-party server: tokio-tungstenite echo.
 fn against_tungstenite(backend: Backend) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            let serve = async {
-                loop {
-                    let Ok((s, _)) = l.accept().await else { return };
-                    tokio::spawn(async move {
-                        use futures_util::{SinkExt, StreamExt};
-                        let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                            return;
-                        };
-                        while let Some(Ok(m)) = ws.next().await {
-                            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
-        });
-    });
+    let addr = tungstenite_echo_server();
     let url = format!("ws://{addr}/");
     let r = run(&opts(Mode::Echo, url.clone(), backend));
     assert_eq!(
