@@ -1,7 +1,9 @@
 //! The handler API: what the application implements, and the per-callback
 //! view of a connection it gets.
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 use ringwire_parser::{CloseCode, Message};
@@ -9,7 +11,7 @@ use ringwire_parser::{CloseCode, Message};
 use crate::client::ConnectError;
 use crate::conn::ConnIo;
 use crate::handle::ConnHandle;
-use crate::reactor::Ctx;
+use crate::reactor::{Ctx, Timer};
 
 /// Application callbacks. One handler instance per reactor thread (created
 /// there by the factory given to [`crate::ServerBuilder::build`]), so a
@@ -70,6 +72,12 @@ pub trait Handler: 'static {
     /// [`SendStatus::Backpressure`].
     fn on_drain(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {
         let _ = ws;
+    }
+
+    /// A timer set with [`WebSocket::set_timer`] came due; `token` is the
+    /// one given there.
+    fn on_timer(&mut self, ws: &mut WebSocket<'_, Self::Conn>, token: u64) {
+        let _ = (ws, token);
     }
 
     /// Called once when the connection's fate is sealed: the peer's close
@@ -216,6 +224,28 @@ impl<C> WebSocket<'_, C> {
     /// close timeout) for the peer's, then closes TCP.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         self.io.start_close(self.ctx, code, reason);
+    }
+
+    /// Calls [`Handler::on_timer`] with `token` for this connection once
+    /// `after` has passed (on the reactor thread, like every callback).
+    /// Each call sets one more one-shot timer; there is no cancel: a
+    /// handler that re-arms tells its timers apart by `token`. Timers of a
+    /// connection that closes, or starts closing, before they are due never
+    /// fire. Resolution: the reactor's wait (nanoseconds on io_uring and on
+    /// epoll with `epoll_pwait2`, milliseconds with plain `epoll_wait`).
+    pub fn set_timer(&mut self, after: Duration, token: u64) {
+        self.set_timer_at(Instant::now() + after, token);
+    }
+
+    /// Like [`set_timer`](Self::set_timer) with an absolute deadline (for
+    /// schedules that must not drift).
+    pub fn set_timer_at(&mut self, at: Instant, token: u64) {
+        self.ctx.timers.push(Reverse(Timer {
+            at,
+            slot: self.io.id.slot,
+            generation: self.io.id.generation,
+            token,
+        }));
     }
 
     /// A `Send + Clone` handle to send to this connection from any thread.

@@ -6,13 +6,18 @@
 //! bytes. Echo latency is measured from the actual send; rate latency from
 //! the *intended* send time on the schedule, so a server that stalls is
 //! charged for every message it delayed (coordinated omission corrected).
+//!
+//! Rate mode paces inside the reactors with handler timers: connection i
+//! of n sends its j-th message at `t0 + (j·n + i) / rate` (together: one
+//! message every 1/rate, round robin), so no pacer thread competes with
+//! the reactor for the generator's core and no message crosses threads.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ringwire::{CloseCode, ConnHandle, ConnectError, Handler, Message, WebSocket};
+use ringwire::{CloseCode, ConnectError, Handler, Message, WebSocket};
 
 use crate::conns::{self, Acc, MEASURE, Note, STOP, Shared, micros};
 use crate::report::{Report, process_cpu_time};
@@ -107,9 +112,35 @@ fn template(size: usize, text: bool) -> Vec<u8> {
         .collect()
 }
 
+/// Rate mode's schedule, fixed once every connection has opened.
+struct Schedule {
+    t0: Instant,
+    conns: u64,
+    /// Nanoseconds between consecutive messages (all connections).
+    interval_ns: f64,
+}
+
+impl Schedule {
+    /// When connection `index` sends its message number `seq`.
+    fn intended(&self, index: u64, seq: u64) -> Instant {
+        let k = seq * self.conns + index;
+        self.t0 + Duration::from_nanos((k as f64 * self.interval_ns) as u64)
+    }
+}
+
+/// Rate mode: the schedule (set by `run` once connections are up) and the
+/// next connection index to hand out.
+#[derive(Default)]
+struct Pacing {
+    schedule: OnceLock<Schedule>,
+    next_index: AtomicU64,
+}
+
 /// Per-connection state.
 pub struct EchoConn {
     started: Instant,
+    /// Rate mode: this connection's place in the round robin.
+    index: u64,
     next_seq: u64,
     expect_seq: u64,
     sent_at: VecDeque<Instant>,
@@ -124,20 +155,29 @@ struct EchoLoad {
     layout: Layout,
     template: Arc<Vec<u8>>,
     in_flight: usize,
-    /// Rate mode: a pacer thread sends; the handler only receives.
+    /// Rate mode: sends follow the schedule (timers), not the echoes.
     paced: bool,
+    pacing: Arc<Pacing>,
 }
 
 impl EchoLoad {
     /// Sends the next message; `now` is its send time (the caller's clock
     /// read: one read per message serves the echo it answers and the send).
     fn send_next(&self, ws: &mut WebSocket<'_, EchoConn>, now: Instant) {
+        self.send_stamped(ws, now, 0);
+    }
+
+    /// Sends the next message carrying `ts` (rate mode: its intended send
+    /// time in ns since the shared epoch).
+    fn send_stamped(&self, ws: &mut WebSocket<'_, EchoConn>, now: Instant, ts: u64) {
         let layout = self.layout;
         let c = ws.state();
         let seq = c.next_seq;
         c.next_seq += 1;
-        layout.put(&mut c.buf, seq, 0);
-        c.sent_at.push_back(now);
+        layout.put(&mut c.buf, seq, ts);
+        if !self.paced {
+            c.sent_at.push_back(now);
+        }
         let buf = std::mem::take(&mut ws.state().buf);
         let _ = if layout.text {
             // SAFETY-free: the template and hex digits are ASCII.
@@ -165,13 +205,40 @@ impl Handler for EchoLoad {
             .acc
             .connect_hist
             .record(micros(ws.state().started.elapsed()));
-        let handle = self.paced.then(|| ws.handle());
-        let _ = self.shared.notes.send(Note::Opened(handle));
-        if !self.paced {
+        let _ = self.shared.notes.send(Note::Opened(None));
+        if self.paced {
+            ws.state().index = self.pacing.next_index.fetch_add(1, Ordering::Relaxed);
+            ws.set_timer(Duration::from_millis(1), 0);
+        } else {
             let now = Instant::now();
             for _ in 0..self.in_flight {
                 self.send_next(ws, now);
             }
+        }
+    }
+
+    /// Rate mode: sends every message whose time has come, then sleeps
+    /// until the next one (a generator that fell behind catches up at
+    /// once; latency counts from the intended time either way).
+    fn on_timer(&mut self, ws: &mut WebSocket<'_, EchoConn>, _token: u64) {
+        if self.shared.phase() == STOP {
+            return;
+        }
+        let Some(s) = self.pacing.schedule.get() else {
+            // Not every connection is up yet.
+            ws.set_timer(Duration::from_millis(1), 0);
+            return;
+        };
+        let now = Instant::now();
+        loop {
+            let (index, seq) = (ws.state().index, ws.state().next_seq);
+            let at = s.intended(index, seq);
+            if at > now {
+                ws.set_timer_at(at, 0);
+                break;
+            }
+            let ts = at.duration_since(self.shared.epoch).as_nanos() as u64;
+            self.send_stamped(ws, now, ts);
         }
     }
 
@@ -226,48 +293,6 @@ impl Handler for EchoLoad {
     }
 }
 
-/// Sends on the schedule: message k at `t0 + k / rate`, on connection
-/// k mod n, stamped with that intended time.
-fn pace(
-    shared: Arc<Shared>,
-    handles: Vec<ConnHandle>,
-    rate: f64,
-    layout: Layout,
-    template: Arc<Vec<u8>>,
-) {
-    if handles.is_empty() || rate <= 0.0 {
-        return;
-    }
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let mut seqs = vec![0u64; handles.len()];
-    let t0 = Instant::now();
-    let mut k: u64 = 0;
-    let mut buf = template.to_vec();
-    while shared.phase() != STOP {
-        let intended = t0 + interval.mul_f64(k as f64);
-        let now = Instant::now();
-        if intended > now {
-            let wait = intended - now;
-            if wait > Duration::from_micros(200) {
-                std::thread::sleep(wait - Duration::from_micros(100));
-            } else {
-                std::hint::spin_loop();
-            }
-            continue;
-        }
-        let i = (k % handles.len() as u64) as usize;
-        let ts = intended.duration_since(shared.epoch).as_nanos() as u64;
-        layout.put(&mut buf, seqs[i], ts);
-        seqs[i] += 1;
-        if layout.text {
-            handles[i].send_text(String::from_utf8(buf.clone()).expect("ASCII payload"));
-        } else {
-            handles[i].send_binary(Bytes::copy_from_slice(&buf));
-        }
-        k += 1;
-    }
-}
-
 pub fn run(opts: &Options) -> Result<Report, String> {
     let paced = opts.mode == Mode::Rate;
     let layout = Layout::new(opts.size, opts.text, paced);
@@ -282,8 +307,9 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     let threads = opts.threads.max(1);
     let shared = Arc::new(Shared::new(threads, tx));
     let tpl = Arc::new(template(opts.size, opts.text));
+    let pacing = Arc::new(Pacing::default());
     let engine = {
-        let (shared, tpl) = (shared.clone(), tpl.clone());
+        let (shared, tpl, pacing) = (shared.clone(), tpl.clone(), pacing.clone());
         let in_flight = opts.in_flight.max(1);
         conns::engine(opts, move |reactor| EchoLoad {
             shared: shared.clone(),
@@ -294,11 +320,13 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             template: tpl.clone(),
             in_flight,
             paced,
+            pacing: pacing.clone(),
         })?
     };
     for i in 0..opts.conns {
         let state = EchoConn {
             started: Instant::now(),
+            index: 0,
             next_seq: 0,
             expect_seq: 0,
             sent_at: VecDeque::with_capacity(opts.in_flight),
@@ -308,7 +336,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             .connect_to(&url, addr, conns::connect_options(opts, i), state)
             .map_err(|e| e.to_string())?;
     }
-    let (opened, failed, handles) = conns::wait_opened(
+    let (opened, failed, _) = conns::wait_opened(
         &notes,
         opts.conns,
         opts.connect_timeout + Duration::from_secs(2),
@@ -320,11 +348,13 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             acc.errors
         ));
     }
-    let pacer = paced.then(|| {
-        let (shared, tpl) = (shared.clone(), tpl.clone());
-        let rate = opts.rate;
-        std::thread::spawn(move || pace(shared, handles, rate, layout, tpl))
-    });
+    if paced && opts.rate > 0.0 {
+        let _ = pacing.schedule.set(Schedule {
+            t0: Instant::now() + Duration::from_millis(2),
+            conns: opened as u64,
+            interval_ns: 1e9 / opts.rate,
+        });
+    }
 
     conns::run_phase(&shared, opts.warmup, opts.progress, "warmup");
     shared.set_phase(MEASURE);
@@ -332,9 +362,6 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     conns::run_phase(&shared, opts.duration, opts.progress, "load");
     shared.set_phase(STOP);
     let (wall, cpu) = (wall0.elapsed(), process_cpu_time() - cpu0);
-    if let Some(p) = pacer {
-        let _ = p.join();
-    }
     // Close everything (1001); handlers flush their counts in on_close.
     engine.shutdown(Duration::from_secs(2));
 

@@ -1,8 +1,11 @@
-//! Idle timeout and auto-ping with a pong deadline. (The handshake and
-//! close-handshake timeouts are in handshake.rs and close.rs.)
+//! Idle timeout, auto-ping with a pong deadline, and handler timers. (The
+//! handshake and close-handshake timeouts are in handshake.rs and close.rs.)
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ringwire::{Handler, Message, Reject, Upgrade, UpgradeRequest, WebSocket};
 use ringwire_parser::OpCode;
 use ringwire_tests::*;
 
@@ -68,7 +71,80 @@ fn auto_ping_and_pong_deadline(backend: Backend) {
     stop(server);
 }
 
+/// Arms timers on open (token 1 after 120 ms, token 2 after 40 ms, token 7
+/// after 300 ms when asked to by a "late" message); each firing sends
+/// "timer N"; token 2 re-arms token 3 with no delay.
+struct Timers {
+    fired: Arc<AtomicUsize>,
+}
+
+impl Handler for Timers {
+    type Conn = Instant;
+    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<Instant, Reject> {
+        Ok(Instant::now())
+    }
+    fn on_open(&mut self, ws: &mut WebSocket<'_, Instant>) {
+        ws.set_timer(Duration::from_millis(120), 1);
+        let opened = *ws.state();
+        ws.set_timer_at(opened + Duration::from_millis(40), 2);
+    }
+    fn on_message(&mut self, ws: &mut WebSocket<'_, Instant>, msg: Message<'_>) {
+        if msg.as_bytes() == b"late" {
+            ws.set_timer(Duration::from_millis(300), 7);
+        }
+    }
+    fn on_timer(&mut self, ws: &mut WebSocket<'_, Instant>, token: u64) {
+        self.fired.fetch_add(1, Ordering::SeqCst);
+        let after = ws.state().elapsed().as_millis();
+        let _ = ws.send_text(&format!("timer {token} {after}"));
+        if token == 2 {
+            ws.set_timer(Duration::ZERO, 3);
+        }
+    }
+}
+
+fn handler_timers_fire_in_order(backend: Backend) {
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let server = start(builder(backend).reactors(1), move |_| Timers {
+        fired: f.clone(),
+    });
+    let mut c = RawClient::connect(server.local_addr());
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        match c.expect_frame() {
+            Frame::Text(t) => {
+                let mut it = t.split(' ').skip(1);
+                let token: u64 = it.next().unwrap().parse().unwrap();
+                let after: u64 = it.next().unwrap().parse().unwrap();
+                got.push((token, after));
+            }
+            other => panic!("expected a timer message, got {other:?}"),
+        }
+    }
+    let tokens: Vec<u64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(tokens, [2, 3, 1], "timers fire earliest first: {got:?}");
+    assert!(got[0].1 >= 40 && got[2].1 >= 120, "fired early: {got:?}");
+    assert_eq!(fired.load(Ordering::SeqCst), 3);
+
+    // A timer whose connection closed before it came due never fires.
+    c.send_text("late");
+    c.send_close(Some(1000), "");
+    assert_eq!(c.expect_close().0, Some(1000));
+    std::thread::sleep(Duration::from_millis(450));
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        3,
+        "a closed connection's timer fired"
+    );
+    // The reactor still serves new connections on time.
+    let mut d = RawClient::connect(server.local_addr());
+    assert!(matches!(d.expect_frame(), Frame::Text(t) if t.starts_with("timer 2 ")));
+    stop(server);
+}
+
 backend_tests! {
+    handler_timers_fire_in_order: handler_timers_fire_in_order_epoll, handler_timers_fire_in_order_uring;
     idle_timeout_closes_with_1001: idle_timeout_closes_with_1001_epoll, idle_timeout_closes_with_1001_uring;
     auto_ping_and_pong_deadline: auto_ping_and_pong_deadline_epoll, auto_ping_and_pong_deadline_uring;
 }

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use super::Core;
 use crate::handler::Handler;
@@ -15,7 +16,7 @@ fn token(slot: u32, generation: u32) -> u64 {
     (generation as u64) << 32 | slot as u64
 }
 
-struct Epoll(RawFd);
+struct Epoll(RawFd, std::cell::Cell<bool>);
 
 impl Epoll {
     fn new() -> io::Result<Epoll> {
@@ -24,7 +25,42 @@ impl Epoll {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Epoll(fd))
+        Ok(Epoll(fd, std::cell::Cell::new(true)))
+    }
+
+    /// Waits up to `timeout` for events; returns how many were written to
+    /// `events`. Uses `epoll_pwait2` (nanosecond timeout, Linux 5.11+) so
+    /// handler timers fire on time, falling back to `epoll_wait` (timeout
+    /// rounded up to whole milliseconds) where the kernel lacks it.
+    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> io::Result<usize> {
+        let len = events.len() as i32;
+        if self.1.get() {
+            let ts = libc::timespec {
+                tv_sec: timeout.as_secs() as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: `events` is a valid buffer of `len` entries and `ts` a
+            // valid timespec for the duration of the call; no signal mask.
+            let n = unsafe {
+                libc::epoll_pwait2(self.0, events.as_mut_ptr(), len, &ts, std::ptr::null())
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(e);
+            }
+            tracing::debug!("epoll_pwait2 unavailable: timers round up to milliseconds");
+            self.1.set(false);
+        }
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+        // SAFETY: `events` is a valid buffer of `len` entries.
+        let n = unsafe { libc::epoll_wait(self.0, events.as_mut_ptr(), len, ms) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -69,22 +105,17 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
 
     loop {
         let timeout = if core.ctx.dirty.is_empty() {
-            core.timeout().as_millis().min(1000) as i32 + 1
+            core.timeout().min(Duration::from_secs(1))
         } else {
-            0
+            Duration::ZERO
         };
-        // SAFETY: `events` is a valid buffer of `events.len()` entries.
-        let n =
-            unsafe { libc::epoll_wait(ep.0, events.as_mut_ptr(), events.len() as i32, timeout) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = match ep.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         core.refresh_clock();
-        for ev in &events[..n as usize] {
+        for ev in &events[..n] {
             let (bits, tok) = (ev.events, ev.u64);
             if tok == WAKER_TOKEN {
                 let mut v = 0u64;
@@ -134,6 +165,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
         }
         core.tick();
+        core.fire_timers();
         flush(&mut core, &mut dirty);
         core.publish_stats();
         if core.shutdown_done() {

@@ -8,6 +8,8 @@
 pub(crate) mod epoll;
 pub(crate) mod uring;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -45,6 +47,19 @@ pub(crate) struct Ctx {
     pub shared: Arc<ReactorShared>,
     /// Slots with bytes to write (each once; see `ConnIo::dirty`).
     pub dirty: Vec<u32>,
+    /// Handler timers (`WebSocket::set_timer`), earliest first.
+    pub timers: BinaryHeap<Reverse<Timer>>,
+}
+
+/// A handler timer: when, for which connection, and the handler's token.
+/// Entries of closed connections are skipped (generation mismatch) when
+/// they come due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Timer {
+    pub at: Instant,
+    pub slot: u32,
+    pub generation: u32,
+    pub token: u64,
 }
 
 /// What a complete (or incomplete) request leads to.
@@ -112,6 +127,8 @@ pub(crate) struct Core<H: Handler> {
     epoch: Instant,
     /// The current time, refreshed by `tick` once per loop iteration.
     now: Ms,
+    /// Scratch list for `fire_timers`.
+    due: Vec<Timer>,
 }
 
 impl<H: Handler> Core<H> {
@@ -129,6 +146,7 @@ impl<H: Handler> Core<H> {
                 stats: StatsSnapshot::default(),
                 shared,
                 dirty: Vec::new(),
+                timers: BinaryHeap::new(),
             },
             cfg,
             slots: Vec::new(),
@@ -142,6 +160,7 @@ impl<H: Handler> Core<H> {
             next_tick: Instant::now() + TICK,
             epoch: Instant::now(),
             now: Ms(0),
+            due: Vec::new(),
         }
     }
 
@@ -919,9 +938,44 @@ impl<H: Handler> Core<H> {
         instant
     }
 
-    /// How long the backend may block before `tick` is due.
+    /// How long the backend may block before `tick` or a handler timer is
+    /// due.
     pub fn timeout(&self) -> Duration {
-        self.next_tick.saturating_duration_since(Instant::now())
+        let next = match self.ctx.timers.peek() {
+            Some(Reverse(t)) => t.at.min(self.next_tick),
+            None => self.next_tick,
+        };
+        next.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs `on_timer` for every handler timer that is due. Timers set by
+    /// these callbacks wait for the next call, even if already due, so a
+    /// handler re-arming with a zero delay cannot starve the loop.
+    pub fn fire_timers(&mut self) {
+        let Some(Reverse(first)) = self.ctx.timers.peek() else {
+            return;
+        };
+        let now = Instant::now();
+        if first.at > now {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(Reverse(t)) = self.ctx.timers.peek()
+            && t.at <= now
+        {
+            due.push(*t);
+            self.ctx.timers.pop();
+        }
+        for t in due.drain(..) {
+            let live = self.generation(t.slot) == Some(t.generation)
+                && self.conn(t.slot).is_some_and(|c| {
+                    c.phase == Phase::Open && !c.io.close_sent && !c.io.disconnect
+                });
+            if live {
+                self.callback(t.slot, |h, ws| h.on_timer(ws, t.token));
+            }
+        }
+        self.due = due;
     }
 
     /// Checks deadlines when a tick is due: handshake and close timeouts,

@@ -354,6 +354,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             arm_accept(&mut ring)?;
         }
         core.tick();
+        core.fire_timers();
         core.take_dirty(&mut dirty);
         for &slot in &dirty {
             if let Some(c) = core.conn_mut(slot)
