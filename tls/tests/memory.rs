@@ -562,14 +562,61 @@ fn self_signed_localhost() {
 }
 
 #[test]
-fn insecure_mode_accepts_anything() {
+fn insecure_mode_accepts_anything_and_warns_once() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     let (server_tls, _cert) = ServerTls::self_signed_localhost().unwrap();
     let client_tls = ClientTls::dangerous_insecure_no_verification();
-    let (mut c, mut s) = connect(&server_tls, &client_tls, "wrong.example");
-    let mut rng = Rng::new(5);
-    transfer(&mut *c, &mut *s, b"still encrypted", &mut rng, 10);
-    // A second session from the same config (the warning is logged once).
-    connect(&server_tls, &client_tls.clone(), "other.example");
+    let logs = Capture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let (mut c, mut s) = connect(&server_tls, &client_tls, "wrong.example");
+        let mut rng = Rng::new(5);
+        transfer(&mut *c, &mut *s, b"still encrypted", &mut rng, 10);
+        // More sessions from the same configuration (and a clone of it): no more warnings.
+        connect(&server_tls, &client_tls, "other.example");
+        connect(&server_tls, &client_tls.clone(), "127.0.0.1");
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(logs.matches("WARN").count(), 1, "{logs}");
+    assert!(logs.contains("verification is DISABLED"), "{logs}");
+
+    // A new insecure configuration warns again (once).
+    let logs2 = Capture::default();
+    let writer = logs2.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let other = ClientTls::dangerous_insecure_no_verification();
+        other.new_session("a.example").unwrap();
+        other.new_session("b.example").unwrap();
+    });
+    assert_eq!(
+        String::from_utf8(logs2.0.lock().unwrap().clone())
+            .unwrap()
+            .matches("WARN")
+            .count(),
+        1
+    );
 }
 
 #[test]
