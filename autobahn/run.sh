@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs the real Autobahn|Testsuite against ringwire.
 #
-#   autobahn/run.sh server [CASES]   fuzzingclient -> ringwire's echo server
-#   autobahn/run.sh client [CASES]   fuzzingserver -> ringwire's client
+#   autobahn/run.sh server [--tls] [CASES]   fuzzingclient -> ringwire's echo server
+#   autobahn/run.sh client [CASES]           fuzzingserver -> ringwire's client
+#
+# --tls: the server runs with a self-signed certificate (--tls-self-signed)
+# and the fuzzingclient connects to wss:// (pyOpenSSL; it does not verify
+# the certificate). Reports then go to autobahn/reports/server-tls/.
 #
 # The backend comes from RINGWIRE_BACKEND (uring | epoll; default: what the
 # engine picks). CASES is a JSON list, default ["*"] (every case). Reports go
@@ -14,18 +18,28 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 mode=${1:-}
-cases=${2:-'["*"]'}
+shift || true
+tls=0
+if [[ ${1:-} == --tls ]]; then
+  tls=1; shift
+fi
+cases=${1:-'["*"]'}
 backend=${RINGWIRE_BACKEND:-auto}
 port=${AUTOBAHN_PORT:-9001}
 
 case $mode in
   server|client) ;;
-  *) echo "usage: $0 server|client [CASES_JSON]" >&2; exit 2 ;;
+  *) echo "usage: $0 server [--tls] [CASES_JSON] | $0 client [CASES_JSON]" >&2; exit 2 ;;
 esac
+if [[ $tls == 1 && $mode != server ]]; then
+  echo "--tls is for the server run" >&2; exit 2
+fi
 
 command -v wstest >/dev/null 2>&1 || "$here/install-wstest.sh"
 
-out="$here/reports/$mode/$backend"
+suffix=""
+[[ $tls == 1 ]] && suffix=-tls
+out="$here/reports/$mode$suffix/$backend"
 rm -rf "$out"; mkdir -p "$out"
 work=$(mktemp -d)
 srv=""
@@ -80,6 +94,10 @@ cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
 # need), loopback only.
 args=(serve --listen "127.0.0.1:$port" --max-message-size $((16 << 20)))
 [[ $backend == auto ]] || args+=(--backend "$backend")
+scheme=ws
+if [[ $tls == 1 ]]; then
+  args+=(--tls-self-signed); scheme=wss
+fi
 "$root/target/release/ringwire" "${args[@]}" >"$out/testee.log" 2>&1 &
 srv=$!
 wait_port
@@ -88,7 +106,7 @@ cat >"$work/spec.json" <<JSON
 {
   "options": {"failByDrop": false},
   "outdir": "$out",
-  "servers": [{"agent": "ringwire-$backend", "url": "ws://127.0.0.1:$port/echo"}],
+  "servers": [{"agent": "ringwire-$backend", "url": "$scheme://127.0.0.1:$port/echo"}],
   "cases": $cases,
   "exclude-cases": [],
   "exclude-agent-cases": {}
@@ -97,5 +115,5 @@ JSON
 start=$(date +%s)
 (cd "$work" && timeout 1800 wstest -m fuzzingclient -s spec.json >"$out/wstest.log" 2>&1) || {
   echo "wstest failed (see $out/wstest.log)" >&2; tail -20 "$out/wstest.log" >&2; exit 1; }
-echo "autobahn server run, backend $backend: $(( $(date +%s) - start )) s"
+echo "autobahn server run ($scheme), backend $backend: $(( $(date +%s) - start )) s"
 gate

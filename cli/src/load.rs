@@ -23,8 +23,17 @@ pub enum LoadCmd {
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// Target, e.g. ws://127.0.0.1:9001/echo
+    /// Target, e.g. ws://127.0.0.1:9001/echo or wss://localhost:9443/echo
     url: String,
+    /// wss://: trust this CA certificate (PEM; e.g. the one
+    /// `ringwire serve --tls-self-signed` wrote) instead of the bundled
+    /// Mozilla roots.
+    #[arg(long, conflicts_with = "insecure")]
+    ca: Option<std::path::PathBuf>,
+    /// wss://: accept any certificate for any name. DANGEROUS: only for
+    /// testing against servers you control.
+    #[arg(long)]
+    insecure: bool,
     /// Connections (connect mode: concurrent attempts).
     #[arg(long, default_value_t = 64)]
     conns: usize,
@@ -116,6 +125,14 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         connect_timeout: a.connect_timeout,
         backend: a.backend,
         progress: !a.json && std::io::stderr().is_terminal(),
+        tls: if a.insecure {
+            eprintln!("ringwire load: --insecure: server certificates are NOT verified");
+            Some(ringwire::ClientTls::dangerous_insecure_no_verification())
+        } else if let Some(ca) = &a.ca {
+            Some(ringwire::ClientTls::with_ca_file(ca).map_err(|e| e.to_string())?)
+        } else {
+            None
+        },
     };
     let r = ringwire_loadgen::run(&opts)?;
     if let Some(p) = &a.hgrm {

@@ -37,6 +37,60 @@ pub struct ServeArgs {
     /// epoll: the reactor's shared buffer).
     #[arg(long, default_value_t = 64 << 10)]
     recv_buffer: usize,
+    /// Serve wss:// with this certificate chain (PEM; with --tls-key).
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key for --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Serve wss:// with a fresh self-signed certificate for localhost,
+    /// 127.0.0.1 and ::1 (demos): prints its SHA-256 fingerprint and
+    /// where it wrote the PEM files.
+    #[arg(long)]
+    tls_self_signed: bool,
+}
+
+/// What --tls-self-signed prints, and where the certificate went.
+type SelfSignedNote = Option<(String, std::path::PathBuf)>;
+
+/// Builds the TLS configuration the flags ask for (and, for
+/// --tls-self-signed, writes the certificate and key where a client can
+/// find them).
+fn tls_config(a: &ServeArgs) -> std::io::Result<Option<(ringwire::ServerTls, SelfSignedNote)>> {
+    let err = |e: ringwire::tls::TlsError| std::io::Error::other(e.to_string());
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        return ringwire::ServerTls::from_pem_files(cert, key)
+            .map(|t| Some((t, None)))
+            .map_err(err);
+    }
+    if !a.tls_self_signed {
+        return Ok(None);
+    }
+    let (tls, cert) = ringwire::ServerTls::self_signed_localhost().map_err(err)?;
+    let dir = std::env::temp_dir().join(format!("ringwire-self-signed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, &cert.cert_pem)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)?;
+        f.write_all(cert.key_pem.as_bytes())?;
+    }
+    let note = format!(
+        "ringwire serve: self-signed certificate for localhost, 127.0.0.1, ::1\n  \
+         SHA-256 fingerprint: {}\n  certificate: {}\n  key: {}",
+        cert.sha256_fingerprint,
+        cert_path.display(),
+        key_path.display(),
+    );
+    Ok(Some((tls, Some((note, cert_path)))))
 }
 
 const PAGE: &str = include_str!("page.html");
@@ -133,6 +187,13 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .pin_cores(a.pin)
         .reuse_port(a.reuse_port)
         .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20));
+    let tls = tls_config(&a)?;
+    let secure = tls.is_some();
+    let mut note = None;
+    if let Some((t, n)) = tls {
+        b = b.tls(t);
+        note = n;
+    }
     if let Some(n) = a.reactors {
         b = b.reactors(n);
     }
@@ -141,8 +202,20 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
     }
     let room: Room = Arc::default();
     let server = b.start(move |_| Demo { room: room.clone() })?;
+    let (http, ws) = if secure {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    if let Some((note, cert_path)) = note {
+        eprintln!(
+            "{note}\n  try: ringwire load echo wss://localhost:{}/echo --ca {}",
+            server.local_addr().port(),
+            cert_path.display()
+        );
+    }
     eprintln!(
-        "ringwire serve: http://{0}/ (browser page), ws://{0}/echo, ws://{0}/chat  [backend {1}]",
+        "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat  [backend {1}]",
         server.local_addr(),
         server.backend()
     );

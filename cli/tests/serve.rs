@@ -168,3 +168,86 @@ fn serve_epoll() {
 fn serve_uring() {
     check("uring");
 }
+
+/// `ringwire serve --tls-self-signed` and `ringwire load wss://… --ca` (and
+/// `--insecure`), as the README shows them.
+fn check_tls(backend: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            backend,
+            "--tls-self-signed",
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringwire starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut addr, mut cert, mut fingerprint) = (None, None, None);
+    while addr.is_none() || cert.is_none() || fingerprint.is_none() {
+        let line = lines.next().expect("banner lines").unwrap();
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("ringwire serve: https://") {
+            addr = Some(rest.split('/').next().unwrap().to_string());
+        } else if let Some(p) = line.strip_prefix("certificate: ") {
+            cert = Some(std::path::PathBuf::from(p));
+        } else if let Some(f) = line.strip_prefix("SHA-256 fingerprint: ") {
+            fingerprint = Some(f.to_string());
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let srv = Serve {
+        child,
+        addr: addr.unwrap(),
+    };
+    let (cert, fingerprint) = (cert.unwrap(), fingerprint.unwrap());
+    assert_eq!(fingerprint.len(), 32 * 3 - 1, "{fingerprint}");
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let port = srv.addr.rsplit(':').next().unwrap().to_string();
+
+    let load = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["load", "echo", &format!("wss://localhost:{port}/echo")])
+            .args(["--conns", "4", "--in-flight", "2", "--size", "20000"])
+            .args(["--duration", "500ms", "--warmup", "100ms"])
+            .args(["--backend", backend, "--json"])
+            .args(extra)
+            .output()
+            .expect("ringwire load runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, json, err) = load(&["--ca", cert.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for key in ["\"mismatches\":0", "\"connected\":4", "\"errors\":{}"] {
+        assert!(json.contains(key), "{key} in {json}");
+    }
+    let (ok, json, err) = load(&["--insecure"]);
+    assert!(ok && json.contains("\"connected\":4"), "{json} {err}");
+    assert!(err.contains("NOT verified"), "{err}");
+    // Without the CA the certificate is not trusted: every connection
+    // fails with a TLS error, reported as such.
+    let (ok, _, err) = load(&[]);
+    assert!(
+        !ok && err.contains("no connection opened") && err.contains("tls"),
+        "{err}"
+    );
+    drop(srv);
+}
+
+#[test]
+fn serve_tls_epoll() {
+    check_tls("epoll");
+}
+
+#[test]
+fn serve_tls_uring() {
+    check_tls("uring");
+}

@@ -1,4 +1,4 @@
-//! Dialing out: `ws://` URLs, connect options and connect errors. Client
+//! Dialing out: `ws://` and `wss://` URLs, connect options and connect errors. Client
 //! connections live on the same reactors as accepted ones and use the same
 //! [`crate::Handler`] callbacks, plus `on_connect_error`.
 
@@ -115,6 +115,10 @@ pub struct ConnectOptions {
     /// Bind the socket to this local IP first (load generators use several
     /// source addresses to get past the ephemeral port range).
     pub local_ip: Option<std::net::IpAddr>,
+    /// `wss://` only: how to verify the server (a custom CA, a pinned
+    /// certificate, or — loudly — nothing). `None`: the Mozilla roots
+    /// bundled by webpki-roots, with the host name checked.
+    pub tls: Option<ringwire_tls::ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -125,6 +129,7 @@ impl Default for ConnectOptions {
             origin: None,
             timeout: Duration::from_secs(10),
             local_ip: None,
+            tls: None,
         }
     }
 }
@@ -147,6 +152,9 @@ pub enum ConnectError {
     Handshake(ClientHandshakeError),
     /// The connection closed before the handshake finished.
     Closed,
+    /// The TLS handshake failed (certificate not trusted or not valid for
+    /// the host, plaintext server, …), with the reason.
+    Tls(String),
     /// The engine is shutting down, or the state type did not match the
     /// handler's `Conn` type.
     Engine(String),
@@ -162,6 +170,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Io(s) => write!(f, "socket error: {s}"),
             ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
             ConnectError::Closed => f.write_str("connection closed during the handshake"),
+            ConnectError::Tls(s) => write!(f, "TLS: {s}"),
             ConnectError::Engine(s) => write!(f, "engine: {s}"),
         }
     }
@@ -180,6 +189,7 @@ impl ConnectError {
             ConnectError::Io(_) => "io",
             ConnectError::Handshake(_) => "handshake",
             ConnectError::Closed => "closed",
+            ConnectError::Tls(_) => "tls",
             ConnectError::Engine(_) => "engine",
         }
     }

@@ -91,6 +91,9 @@ pub struct Config {
     /// connections; each reactor accepts its own: multishot accept with
     /// io_uring) instead of one acceptor thread handing sockets over.
     pub reuse_port: bool,
+    /// Serve `wss://`: every accepted connection does a TLS handshake
+    /// first (rustls, inside the reactor). `None`: plain `ws://`.
+    pub tls: Option<ringwire_tls::ServerTls>,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             recv_buffers: 128,
             ring_entries: 4096,
             reuse_port: false,
+            tls: None,
         }
     }
 }

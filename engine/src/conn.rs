@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use ringwire_parser::{CloseCode, Decoder, Encoder, OpCode, Role};
+use ringwire_tls::{ClientSession, ServerSession, TlsSession};
 
 use crate::config::OverflowPolicy;
 use crate::handle::ConnId;
@@ -138,6 +139,68 @@ pub(crate) struct ConnIo {
     pub streaming: bool,
     /// We dialed this connection (frames are masked).
     pub client: bool,
+    /// `wss://`: the TLS session between the socket and the parser. Boxed:
+    /// 8 bytes in every slot, the rustls state only for TLS connections.
+    pub tls: Option<Box<Tls>>,
+}
+
+/// A connection's TLS session: either side, behind [`TlsSession`] (the
+/// seam a kernel-TLS implementation would fill).
+pub(crate) struct Tls {
+    pub side: TlsSide,
+    /// Our `close_notify` is queued (once, after the last data).
+    pub close_notify_sent: bool,
+}
+
+pub(crate) enum TlsSide {
+    Server(ServerSession),
+    Client(ClientSession),
+}
+
+impl Tls {
+    pub fn server(s: ServerSession) -> Box<Tls> {
+        Box::new(Tls {
+            side: TlsSide::Server(s),
+            close_notify_sent: false,
+        })
+    }
+
+    pub fn client(c: ClientSession) -> Box<Tls> {
+        Box::new(Tls {
+            side: TlsSide::Client(c),
+            close_notify_sent: false,
+        })
+    }
+
+    pub fn wants_write(&self) -> bool {
+        match &self.side {
+            TlsSide::Server(s) => s.wants_write(),
+            TlsSide::Client(c) => c.wants_write(),
+        }
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        match &self.side {
+            TlsSide::Server(s) => s.is_handshaking(),
+            TlsSide::Client(c) => c.is_handshaking(),
+        }
+    }
+
+    pub fn session(&mut self) -> &mut dyn TlsSession {
+        match &mut self.side {
+            TlsSide::Server(s) => s,
+            TlsSide::Client(c) => c,
+        }
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.side {
+            TlsSide::Server(s) => s.fmt(f),
+            TlsSide::Client(c) => c.fmt(f),
+        }
+    }
 }
 
 impl ConnIo {
@@ -157,7 +220,61 @@ impl ConnIo {
             abandoned: false,
             streaming: false,
             client: false,
+            tls: None,
         }
+    }
+
+    /// The bytes to write next. With TLS, `out.pending` holds plaintext
+    /// frames until the batch in `sending` is done; then they are
+    /// encrypted (with whatever handshake or alert records the session
+    /// has) just before they become the next batch, so plaintext and
+    /// ciphertext never share a buffer.
+    pub fn next_chunk(&mut self) -> &[u8] {
+        if let Some(tls) = self.tls.as_mut()
+            && self.out.sent == self.out.sending.len()
+        {
+            let notify = self.disconnect && !self.abandoned && !tls.close_notify_sent;
+            tls.close_notify_sent |= notify;
+            let session = tls.session();
+            if !self.out.pending.is_empty() {
+                if let Err(e) = session.write_plaintext(&self.out.pending) {
+                    // Only possible while handshaking (bounded buffer):
+                    // the peer is not finishing its handshake.
+                    tracing::info!(peer = %self.peer, "TLS: {e}; closing");
+                    self.abandoned = true;
+                    self.disconnect = true;
+                }
+                self.out.pending.clear();
+            }
+            if notify {
+                // Nothing more will be queued: end the TLS stream cleanly.
+                session.send_close_notify();
+            }
+            if session.wants_write() {
+                session.take_ciphertext(&mut self.out.pending);
+            }
+        }
+        self.out.next_chunk()
+    }
+
+    /// True when bytes wait to be written: queued frames, or records the
+    /// TLS session produced on its own (handshake messages, tickets,
+    /// alerts).
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Ends TLS after a fatal session error: what the session still has to
+    /// say (an alert) replaces anything queued, is sent in the clear of
+    /// further encryption, and the connection closes after it.
+    pub fn tls_failed(&mut self, ctx: &mut Ctx) {
+        let mut alert = Vec::new();
+        if let Some(mut tls) = self.tls.take() {
+            tls.session().take_ciphertext(&mut alert);
+        }
+        self.out.pending = alert;
+        self.disconnect = true;
+        self.mark_dirty(ctx);
     }
 
     /// The encoder for this connection's role.
@@ -340,11 +457,12 @@ mod size_tests {
     /// Idle memory is a goal of the engine (≤ 400 B per idle connection,
     /// measured by bench/scripts/idle_memory.sh): the slab entry and the
     /// boxed decoder are most of it. Growing either needs a reason.
+    /// 216 → 224: the TLS session pointer (`ConnIo::tls`, #7).
     #[test]
     fn idle_connection_footprint() {
         let conn = std::mem::size_of::<super::Conn<()>>();
         let decoder = std::mem::size_of::<ringwire_parser::Decoder>();
-        assert!(conn <= 216, "Conn grew to {conn} bytes");
+        assert!(conn <= 224, "Conn grew to {conn} bytes");
         assert!(decoder <= 144, "Decoder grew to {decoder} bytes");
     }
 }

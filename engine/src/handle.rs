@@ -308,11 +308,6 @@ impl ServerHandle {
         state: C,
     ) -> Result<(), crate::client::ConnectError> {
         use crate::client::ConnectError;
-        if url.tls {
-            return Err(ConnectError::BadUrl(
-                "wss:// needs TLS, which is not built yet (issue #7)".into(),
-            ));
-        }
         let i = self.next_dial.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
         let cmd = ConnectCmd {
             addr,

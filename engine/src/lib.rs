@@ -43,4 +43,6 @@ pub use handle::{ConnHandle, ConnId, ServerHandle, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
+pub use ringwire_tls as tls;
+pub use ringwire_tls::{ClientTls, ServerTls};
 pub use server::{Client, Server, ServerBuilder};

@@ -98,6 +98,14 @@ impl ServerBuilder {
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
         reuse_port: bool);
 
+    /// Serve `wss://` with this certificate set (see
+    /// [`ringwire_tls::ServerTls`]): the TLS handshake runs inside the
+    /// reactors, before the HTTP upgrade.
+    pub fn tls(mut self, tls: ringwire_tls::ServerTls) -> Self {
+        self.cfg.tls = Some(tls);
+        self
+    }
+
     /// The configuration so far.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -138,7 +146,7 @@ impl ServerBuilder {
         if listeners.is_empty() {
             tracing::debug!(reactors = n, backend, "ringwire client engine started");
         } else {
-            tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, "ringwire listening");
+            tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, tls = cfg.tls.is_some(), "ringwire listening");
         }
 
         let factory = Arc::new(factory);

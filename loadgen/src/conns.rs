@@ -171,6 +171,7 @@ pub fn connect_options(opts: &Options, i: usize) -> ConnectOptions {
     ConnectOptions {
         timeout: opts.connect_timeout,
         local_ip: (!opts.source_ips.is_empty()).then(|| opts.source_ips[i % opts.source_ips.len()]),
+        tls: opts.tls.clone(),
         ..Default::default()
     }
 }

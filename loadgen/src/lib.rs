@@ -80,6 +80,9 @@ pub struct Options {
     pub backend: Option<Backend>,
     /// Print a progress line every second (stderr).
     pub progress: bool,
+    /// `wss://` only: how to verify the server (default: webpki roots and
+    /// the URL's host name).
+    pub tls: Option<ringwire::ClientTls>,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             backend: None,
             progress: false,
+            tls: None,
         }
     }
 }

@@ -261,7 +261,7 @@ fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
                 break;
             }
             let fd = conn.fd;
-            let chunk = conn.io.out.next_chunk();
+            let chunk = conn.io.next_chunk();
             if chunk.is_empty() {
                 break;
             }

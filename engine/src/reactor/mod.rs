@@ -23,10 +23,11 @@ use ringwire_parser::handshake::{
     parse_request, write_accept_response, write_http_response,
 };
 use ringwire_parser::{CloseCode, Decoder, DecoderConfig, Event, Role};
+use ringwire_tls::TlsError;
 
 use crate::client::{ConnectError, ConnectOptions, WsUrl};
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{Conn, ConnIo, Dial, Phase};
+use crate::conn::{Conn, ConnIo, Dial, Phase, Tls};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
 
@@ -129,7 +130,12 @@ pub(crate) struct Core<H: Handler> {
     now: Ms,
     /// Scratch list for `fire_timers`.
     due: Vec<Timer>,
+    /// Scratch buffer for decrypted bytes (TLS connections).
+    tls_plain: Vec<u8>,
 }
+
+/// The TLS plaintext scratch buffer is kept up to this size.
+const TLS_SCRATCH_KEEP: usize = 1 << 20;
 
 impl<H: Handler> Core<H> {
     pub fn new(handler: H, cfg: Config, shared: Arc<ReactorShared>, rx: Receiver<Command>) -> Self {
@@ -161,6 +167,7 @@ impl<H: Handler> Core<H> {
             epoch: Instant::now(),
             now: Ms(0),
             due: Vec::new(),
+            tls_plain: Vec::new(),
         }
     }
 
@@ -220,6 +227,24 @@ impl<H: Handler> Core<H> {
     pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
         let slot = self.insert(fd, peer, self.now.plus(self.cfg.handshake_timeout));
         self.ctx.stats.accepted += 1;
+        if let Some(tls) = &self.cfg.tls {
+            match tls.new_session() {
+                Ok(s) => {
+                    if let Some(c) = self.conn_mut(slot) {
+                        c.io.tls = Some(Tls::server(s));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, "TLS session setup failed: {e}");
+                    if let Some(c) = self.slots[slot as usize].conn.as_mut() {
+                        c.phase = Phase::Draining;
+                        c.io.close_notified = true;
+                        c.io.abandon(&mut self.ctx);
+                    }
+                    return slot;
+                }
+            }
+        }
         let total = self.ctx.shared.total_open.load(Ordering::Relaxed);
         if self.open > self.cfg.max_connections_per_reactor
             || total > self.cfg.max_connections
@@ -241,6 +266,19 @@ impl<H: Handler> Core<H> {
     /// `on_connect_error` with the state.
     pub fn connect(&mut self, addr: SocketAddr, url: WsUrl, opts: ConnectOptions, state: H::Conn) {
         use socket2::{Domain, Socket, Type};
+        // wss://: the session checks the certificate against the URL's host
+        // (and sends it as SNI unless it is an IP address).
+        let tls = if url.tls {
+            let cfg = opts.tls.clone().unwrap_or_default();
+            match cfg.new_session(&url.host) {
+                Ok(s) => Some(Tls::client(s)),
+                Err(e) => {
+                    return self.report_connect_error(state, ConnectError::Tls(e.to_string()));
+                }
+            }
+        } else {
+            None
+        };
         let sock = (|| -> std::io::Result<Socket> {
             let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
             s.set_nonblocking(true)?;
@@ -290,6 +328,7 @@ impl<H: Handler> Core<H> {
         let conn = self.conn_mut(slot).expect("just inserted");
         conn.phase = Phase::Connecting;
         conn.io.client = true;
+        conn.io.tls = tls;
         conn.dial = Some(Box::new(Dial {
             request,
             handshake,
@@ -411,7 +450,7 @@ impl<H: Handler> Core<H> {
             .slots
             .get_mut(slot as usize)
             .and_then(|s| s.conn.as_mut())
-            && !c.io.out.is_empty()
+            && c.io.has_output()
         {
             c.io.mark_dirty(&mut self.ctx);
         }
@@ -474,7 +513,8 @@ impl<H: Handler> Core<H> {
     }
 
     /// Bytes arrived for `slot`. `data` is the backend's receive buffer and
-    /// may be modified (unmasking happens in place).
+    /// may be modified (unmasking happens in place). With TLS these are
+    /// ciphertext: decrypted into the reactor's scratch buffer first.
     pub fn on_data(&mut self, slot: u32, data: &mut [u8]) {
         self.ctx.stats.bytes_in += data.len() as u64;
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
@@ -482,12 +522,79 @@ impl<H: Handler> Core<H> {
         };
         conn.last_rx = self.now;
         conn.ping_sent = None;
+        if conn.io.tls.is_some() {
+            return self.on_tls_data(slot, data);
+        }
+        self.on_plaintext(slot, data);
+    }
+
+    fn on_plaintext(&mut self, slot: u32, data: &mut [u8]) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
         match conn.phase {
             Phase::Draining | Phase::Connecting => {}
             Phase::Handshake => self.handshake(slot, data),
             Phase::ClientHandshake => self.client_handshake(slot, data),
             Phase::Open => self.frames(slot, data),
         }
+    }
+
+    /// Ciphertext for a TLS connection: decrypt, answer what the session
+    /// has to say (handshake, alerts), hand the plaintext on.
+    fn on_tls_data(&mut self, slot: u32, data: &[u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        if conn.phase == Phase::Draining {
+            return;
+        }
+        let tls = conn.io.tls.as_mut().expect("TLS connection");
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        plain.clear();
+        let result = tls.session().feed_ciphertext_into(data, &mut plain);
+        let wants_write = tls.wants_write();
+        match result {
+            Ok(_) => {
+                if wants_write {
+                    conn.io.mark_dirty(&mut self.ctx);
+                }
+                if !plain.is_empty() {
+                    self.on_plaintext(slot, &mut plain);
+                }
+            }
+            Err(TlsError::PlaintextHttp) => {
+                tracing::info!(peer = %conn.io.peer, "plaintext HTTP on the TLS port: 400");
+                self.ctx.stats.handshake_errors += 1;
+                // Answered in the clear: the client speaks no TLS.
+                conn.io.tls = None;
+                self.finish_http(slot, ringwire_tls::PLAINTEXT_HTTP_RESPONSE);
+            }
+            Err(e) => {
+                let handshaking = tls.is_handshaking();
+                match conn.phase {
+                    Phase::Connecting | Phase::ClientHandshake => {
+                        tracing::info!(peer = %conn.io.peer, "TLS handshake with the server failed: {e}");
+                        self.fail_connect(slot, ConnectError::Tls(e.to_string()));
+                    }
+                    _ => {
+                        if handshaking {
+                            tracing::info!(peer = %conn.io.peer, "TLS handshake failed: {e}");
+                            self.ctx.stats.handshake_errors += 1;
+                        } else {
+                            tracing::info!(peer = %conn.io.peer, "TLS error: {e}; closing");
+                        }
+                        if conn.phase == Phase::Handshake {
+                            conn.io.close_notified = true;
+                        }
+                        conn.phase = Phase::Draining;
+                        conn.io.tls_failed(&mut self.ctx);
+                    }
+                }
+            }
+        }
+        if plain.capacity() > TLS_SCRATCH_KEEP {
+            plain = Vec::new();
+        }
+        self.tls_plain = plain;
     }
 
     /// A client connection's bytes before the 101 is complete.
@@ -1014,7 +1121,11 @@ impl<H: Handler> Core<H> {
                     self.fail_connect(slot, ConnectError::Timeout);
                 }
                 Phase::Handshake => {
-                    tracing::info!(peer = %conn.io.peer, "handshake timeout: closing");
+                    let what = match &conn.io.tls {
+                        Some(t) if t.is_handshaking() => "TLS handshake",
+                        _ => "handshake",
+                    };
+                    tracing::info!(peer = %conn.io.peer, "{what} timeout: closing");
                     self.ctx.stats.timeouts += 1;
                     conn.io.close_notified = true;
                     conn.phase = Phase::Draining;

@@ -362,7 +362,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 && !c.io.abandoned
             {
                 let fd = c.fd;
-                let chunk = c.io.out.next_chunk();
+                let chunk = c.io.next_chunk();
                 if !chunk.is_empty() {
                     let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
                         .flags(libc::MSG_NOSIGNAL)
