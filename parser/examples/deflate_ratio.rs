@@ -52,7 +52,7 @@ fn sentence(rng: &mut Rng, words: u64) -> String {
 }
 
 fn small_json(rng: &mut Rng, i: usize) -> Vec<u8> {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!(
             r#"{{"type":"chat","id":{},"user":"{}","text":"{}"}}"#,
             1_000_000 + i,

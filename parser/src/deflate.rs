@@ -72,29 +72,28 @@
 //! tables). On top of those, each value holds its stream struct inline
 //! (`size_of::<Compressor>()` / `size_of::<Decompressor>()`, under 200 bytes).
 //!
-//! # Window bits, and why 8 is honoured with run-length matches only
+//! # Window bits, and 8
 //!
 //! RFC 7692 allows 8..=15 for both `server_max_window_bits` and
 //! `client_max_window_bits`, and an endpoint must not compress with a
-//! larger window than agreed. zlib (and zlib-rs) cannot deflate with an
-//! 8-bit window: since zlib 1.2.9, raw deflate with `windowBits = 8` is
-//! refused, and before that it silently used 9. Other implementations
-//! differ: node `ws` quietly turns 8 into 9 (its output may then carry
-//! distances up to 512, which a strict 256-byte inflater rejects as "invalid
-//! distance too far back"), and python `websockets` passes 8 to
-//! `zlib.compressobj` and fails the handshake with an internal error.
+//! larger window than agreed. zlib cannot deflate with an 8-bit window:
+//! since zlib 1.2.9 raw deflate with `windowBits = 8` is refused (before,
+//! it silently used 9), and zlib-rs refuses it too. But no zlib-family
+//! compressor ever emits a match farther back than the window less its
+//! 262-byte lookahead (zlib's `MAX_DIST`; every zlib-rs match finder checks
+//! it), so with 9 bits the longest distance is 512 − 262 = **250** bytes:
+//! the output is valid for a peer that inflates with a 256-byte window.
 //!
-//! ringwire honours 8 exactly instead of declining: when our compressor must
-//! stay within 256 bytes it runs zlib's `Z_RLE` strategy (on a 9-bit
-//! zlib-rs window), which only ever emits matches at distance 1. Those are
-//! valid under any window, so a peer inflating with 8 bits accepts them
-//! (tested against an 8-bit raw inflater). The cost is compression ratio,
-//! only on connections that demand 8 bits: runs compress, other repetition
-//! is Huffman-coded. So a server accepts `server_max_window_bits=8` (Autobahn
-//! 13.3.x, 13.5.x and 13.7.x offer it) and a client accepts a response
-//! with `client_max_window_bits=8`. [`DeflateConfig::max_window_bits`] may
-//! be 8 as well. Our decompressor always uses a 15-bit window, which
-//! inflates any peer window.
+//! So ringwire honours 8 by compressing with 9 and never declines or fails
+//! over it: a server accepts `server_max_window_bits=8` (Autobahn 13.3.x,
+//! 13.5.x and 13.7.x offer it), a client accepts `client_max_window_bits=8`,
+//! and [`DeflateConfig::max_window_bits`] may be 8. The tests check every
+//! window 8..=15 against a reference inflater that rejects any distance
+//! beyond the agreed window, so a zlib-rs change that broke this would be
+//! caught. node `ws` maps 8 to 9 the same way; python `websockets` passes 8
+//! to `zlib.compressobj`, which raises, and the handshake fails with a
+//! server error. Our decompressor always inflates with a 15-bit window,
+//! which accepts any peer window.
 //!
 //! # Context takeover
 //!
@@ -162,8 +161,9 @@ pub struct DeflateConfig {
     pub level: u32,
     /// Max window bits for OUR compressor (8..=15, default 15). A server
     /// announces a value below 15 as `server_max_window_bits`; a client sends
-    /// it as the `client_max_window_bits` hint. 8 is honoured with
-    /// run-length matches only (see the module docs).
+    /// it as the `client_max_window_bits` hint. 8 is honoured by
+    /// compressing with 9, whose matches never reach past 250 bytes (see the
+    /// module docs).
     pub max_window_bits: u8,
     /// zlib memLevel for our compressor, 1..=9 (default 8). See the module
     /// docs for what it saves in zlib-rs (at most 112 KiB).
@@ -214,8 +214,8 @@ const MAX_BITS: u8 = 15;
 pub struct DeflateParams {
     /// Our compressor resets after every message.
     pub compress_no_context_takeover: bool,
-    /// Our compressor's window bits as agreed (8..=15; 8 means run-length
-    /// matches only, see the module docs).
+    /// Our compressor's window bits as agreed (8..=15; 8 is compressed with
+    /// 9, see the module docs).
     pub compress_window_bits: u8,
     /// The peer resets its compressor after every message, so our
     /// decompressor resets too.
@@ -604,14 +604,11 @@ impl Compressor {
             level: cfg.level(),
             method: zlib_rs::Method::Deflated,
             // Negative: raw deflate, no zlib header. zlib cannot deflate
-            // with 8 bits; `Rle` below keeps all distances at 1 instead.
+            // with 8 bits; with 9 no match reaches past 512 - 262 = 250
+            // bytes, which fits the 256-byte window agreed.
             window_bits: -i32::from(window_bits.max(9)),
             mem_level,
-            strategy: if window_bits == 8 {
-                zlib_rs::Strategy::Rle
-            } else {
-                zlib_rs::Strategy::Default
-            },
+            strategy: zlib_rs::Strategy::Default,
         };
         Compressor {
             inner: zlib_rs::Deflate::new_with_config(config),
