@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use ringwire_parser::deflate::{
-    Compressor, DeflateConfig, DeflateError, DeflateParams, Decompressor, compressor_memory,
+    Compressor, Decompressor, DeflateConfig, DeflateError, DeflateParams, compressor_memory,
     decompressor_memory,
 };
 
@@ -92,7 +92,11 @@ fn deflate_memory() {
         let mut c = Compressor::new(&params(false, bits), &cfg);
         let held = LIVE.load(Relaxed) - before;
         println!("compressor ({bits}, {mem_level}): {held} bytes");
-        assert_eq!(held, compressor_memory(bits, mem_level), "({bits}, {mem_level})");
+        assert_eq!(
+            held,
+            compressor_memory(bits, mem_level),
+            "({bits}, {mem_level})"
+        );
         // zlib-rs allocates up front: using the stream adds nothing.
         let mut out = Vec::with_capacity(1 << 20);
         let inside = LIVE.load(Relaxed);
@@ -142,7 +146,10 @@ fn deflate_memory() {
     let mut out = Vec::new();
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);
-    assert_eq!(d.decompress(&bomb, limit, &mut out), Err(DeflateError::TooBig));
+    assert_eq!(
+        d.decompress(&bomb, limit, &mut out),
+        Err(DeflateError::TooBig)
+    );
     let peak = PEAK.load(Relaxed) - base;
     println!(
         "bomb: {} compressed bytes, peak {peak} bytes, out {} / capacity {}",
