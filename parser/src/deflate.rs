@@ -98,23 +98,42 @@
 //! # Context takeover
 //!
 //! By default both compressors keep their LZ77 window between messages, so
-//! a message can refer back to earlier ones (small repetitive JSON messages
-//! compress far better that way). `no_context_takeover` makes our
-//! compressor reset after every message; `request_peer_no_context_takeover`
+//! a message can refer back to earlier ones. `no_context_takeover` makes
+//! our compressor reset after every message; `request_peer_no_context_takeover`
 //! asks the peer to do the same, after which our decompressor resets after
-//! every message as well. The memory stays allocated either way (dropping
-//! and rebuilding a stream per message would cost an allocation and
-//! ~260 KiB of zeroing each time).
+//! every message as well. The memory stays allocated either way.
+//!
+//! Takeover is what makes small messages compress at all, and it is also
+//! the cheap mode: a reset clears zlib-rs's 128 KiB hash table, which costs
+//! about 4.5 µs per message. Measured with `examples/deflate_ratio.rs`
+//! (level 1, window 15, synthetic 79-byte JSON events): compressed/raw
+//! 0.36 with takeover against 1.00 without, at ~0.1 µs against ~4.6 µs
+//! per message.
+//!
+//! # Level
+//!
+//! [`DeflateConfig::level`] defaults to 1, zlib-rs's "quick" strategy
+//! (from zlib-ng): about 0.1 µs per small message. Levels 2–9 build dynamic
+//! Huffman tables for every flushed block and cost about 2.5 µs per small
+//! message in zlib-rs. They compress better: level 9 against 1 gives 0.27
+//! against 0.36 on small JSON events, 0.24 against 0.34 on 1.2 KB JSON
+//! documents, 0.29 against 0.51 on prose (all window 15, takeover). The
+//! window matters as much: window 9 against 15 at level 1 gives 0.51
+//! against 0.36 on the small events. Context takeover matters most.
 //!
 //! # Threshold
 //!
-//! [`DeflateConfig::threshold`] (default [`DEFAULT_THRESHOLD`] bytes): the
-//! engine sends smaller messages uncompressed (RSV1 clear), see
-//! [`Compressor::should_compress`]. Deflate adds a few bytes of block
-//! framing, so very small messages usually grow unless the window already
-//! holds similar data; skipping them also saves the per-call overhead.
-//! Skipped messages are not added to the compressor's window, which is
-//! allowed: the peer's decompressor only ever sees compressed messages.
+//! [`DeflateConfig::threshold`] (default [`DEFAULT_THRESHOLD`] = 32 bytes):
+//! the engine sends smaller messages uncompressed (RSV1 clear), see
+//! [`Compressor::should_compress`]. Skipped messages are not added to the
+//! compressor's window, which is allowed: the peer's decompressor only
+//! ever sees compressed messages. Measured on truncated JSON events: with
+//! context takeover nearly every message shrinks, even at 8 bytes (earlier
+//! messages hold the same text), but the saving under 32 bytes is a few
+//! bytes per message; without takeover no message under 64 bytes shrinks
+//! and only ~20% of 96–128-byte messages do, while each costs a reset. 32
+//! skips the messages where compression gains least; set 0 to compress
+//! everything, or ~128 for connections without context takeover.
 //!
 //! # Decisions on malformed offers
 //!
@@ -155,9 +174,9 @@ pub const DEFAULT_THRESHOLD: usize = 32;
 /// `max_window_bits` to 8..=15, `mem_level` to 1..=9.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeflateConfig {
-    /// Compression level 0–9 (default 1: fast). For WebSocket-sized
-    /// messages the window and context takeover matter far more than the
-    /// level; see `examples/deflate_ratio.rs`.
+    /// Compression level 0–9 (default 1: zlib-rs's fast "quick" strategy).
+    /// Higher levels compress 25–45% better but cost ~25x more per small
+    /// message; context takeover matters more than either (module docs).
     pub level: u32,
     /// Max window bits for OUR compressor (8..=15, default 15). A server
     /// announces a value below 15 as `server_max_window_bits`; a client sends
@@ -570,6 +589,9 @@ pub fn decompressor_memory() -> usize {
 /// Smallest output space handed to the compressor per call: room for a
 /// block header and the flush marker at least.
 const MIN_COMPRESS_SPARE: usize = 64;
+/// Largest single `reserve` the compressor asks for (Vec's own doubling
+/// still applies on top).
+const MAX_COMPRESS_STEP: usize = 1 << 20;
 /// First output step of the decompressor when the compressed size gives no
 /// better hint.
 const MIN_INFLATE_STEP: usize = 4096;
@@ -663,11 +685,13 @@ impl Compressor {
 
     fn deflate_into(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
         let mut input = payload;
-        // Half the input is a fair first guess for text; the loop grows it.
-        out.reserve(input.len() / 2 + MIN_COMPRESS_SPARE);
+        // Half the input is a fair first guess for text, bounded so that a
+        // huge, very compressible message does not reserve half its size;
+        // `reserve` grows geometrically from there.
+        out.reserve((input.len() / 2).min(MAX_COMPRESS_STEP) + MIN_COMPRESS_SPARE);
         loop {
             if out.capacity() - out.len() < MIN_COMPRESS_SPARE {
-                out.reserve((input.len() / 2).max(4096));
+                out.reserve((input.len() / 2).clamp(4096, MAX_COMPRESS_STEP));
             }
             let spare = out.spare_capacity_mut();
             let room = spare.len();
