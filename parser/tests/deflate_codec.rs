@@ -626,6 +626,9 @@ fn types_are_send_and_report_memory() {
     fn send<T: Send>() {}
     send::<Compressor>();
     send::<Decompressor>();
+    // The module docs promise "under 200 bytes" inline.
+    assert!(std::mem::size_of::<Compressor>() < 200);
+    assert!(std::mem::size_of::<Decompressor>() < 200);
     let c = Compressor::new(
         &params(false, 12),
         &DeflateConfig {
