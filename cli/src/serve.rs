@@ -48,6 +48,19 @@ pub struct ServeArgs {
     /// where it wrote the PEM files.
     #[arg(long)]
     tls_self_signed: bool,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it
+    /// (browsers do).
+    #[arg(long)]
+    deflate: bool,
+    /// With --deflate: one compressor/decompressor per reactor shared by
+    /// all connections (no context takeover; no compression memory per
+    /// idle connection).
+    #[arg(long, requires = "deflate")]
+    deflate_shared: bool,
+    /// With --deflate: messages smaller than this many bytes go
+    /// uncompressed.
+    #[arg(long, requires = "deflate")]
+    deflate_threshold: Option<usize>,
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -187,6 +200,16 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .pin_cores(a.pin)
         .reuse_port(a.reuse_port)
         .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20));
+    if a.deflate {
+        let mut d = ringwire::PermessageDeflate {
+            shared: a.deflate_shared,
+            ..Default::default()
+        };
+        if let Some(t) = a.deflate_threshold {
+            d.config.threshold = t;
+        }
+        b = b.permessage_deflate(d);
+    }
     let tls = tls_config(&a)?;
     let secure = tls.is_some();
     let mut note = None;

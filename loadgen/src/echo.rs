@@ -98,6 +98,28 @@ fn read_hex(s: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
 }
 
+/// JSON-like text (an array of small records with varying numbers and
+/// names): compresses like real API traffic, unlike a repeating alphabet.
+fn json_template(size: usize) -> Vec<u8> {
+    let mut s = String::with_capacity(size + 128);
+    s.push('[');
+    let mut i: u64 = 0;
+    while s.len() < size {
+        let x = i.wrapping_mul(2654435761) % 100_000;
+        s += &format!(
+            r#"{{"id":{i},"user":"user{}","price":{}.{:02},"qty":{},"ok":{}}},"#,
+            x % 1000,
+            x % 997,
+            x % 100,
+            x % 17,
+            x.is_multiple_of(3)
+        );
+        i += 1;
+    }
+    s.truncate(size);
+    s.into_bytes()
+}
+
 /// The pre-built payload: printable ASCII for text, a byte pattern for
 /// binary.
 fn template(size: usize, text: bool) -> Vec<u8> {
@@ -201,6 +223,9 @@ impl Handler for EchoLoad {
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, EchoConn>) {
         self.acc.connected += 1;
+        if ws.deflate().is_some() {
+            self.acc.deflated += 1;
+        }
         let _ = self
             .acc
             .connect_hist
@@ -306,7 +331,11 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     let (tx, notes) = crossbeam_channel::unbounded();
     let threads = opts.threads.max(1);
     let shared = Arc::new(Shared::new(threads, tx));
-    let tpl = Arc::new(template(opts.size, opts.text));
+    let tpl = Arc::new(if opts.json {
+        json_template(opts.size)
+    } else {
+        template(opts.size, opts.text)
+    });
     let pacing = Arc::new(Pacing::default());
     let engine = {
         let (shared, tpl, pacing) = (shared.clone(), tpl.clone(), pacing.clone());
