@@ -176,6 +176,11 @@ struct EchoLoad {
     last_flush: Instant,
     layout: Layout,
     template: Arc<Vec<u8>>,
+    /// JSON-like mode: `template` is a pool `size + span` bytes long and
+    /// message `seq` is the `size` bytes at an offset that depends on
+    /// `seq`, so consecutive messages differ like real records (a fixed
+    /// message would compress to almost nothing with context takeover).
+    span: usize,
     in_flight: usize,
     /// Rate mode: sends follow the schedule (timers), not the echoes.
     paced: bool,
@@ -183,6 +188,16 @@ struct EchoLoad {
 }
 
 impl EchoLoad {
+    /// The payload of message `seq` (before its header is stamped).
+    fn body(&self, seq: u64) -> &[u8] {
+        let size = self.template.len() - self.span;
+        if self.span == 0 {
+            return &self.template;
+        }
+        let off = (seq.wrapping_mul(size as u64 + 97) % self.span as u64) as usize;
+        &self.template[off..off + size]
+    }
+
     /// Sends the next message; `now` is its send time (the caller's clock
     /// read: one read per message serves the echo it answers and the send).
     fn send_next(&self, ws: &mut WebSocket<'_, EchoConn>, now: Instant) {
@@ -196,6 +211,9 @@ impl EchoLoad {
         let c = ws.state();
         let seq = c.next_seq;
         c.next_seq += 1;
+        if self.span > 0 {
+            c.buf.copy_from_slice(self.body(seq));
+        }
         layout.put(&mut c.buf, seq, ts);
         if !self.paced {
             c.sent_at.push_back(now);
@@ -278,8 +296,9 @@ impl Handler for EchoLoad {
             c.expect_seq += 1;
             let got = layout.get(bytes);
             let head_ok = layout.header == 0 || got.is_some_and(|(seq, _)| seq == expect);
-            let body_ok = bytes.len() == self.template.len()
-                && bytes[layout.header..] == self.template[layout.header..];
+            let want = self.body(expect);
+            let body_ok =
+                bytes.len() == want.len() && bytes[layout.header..] == want[layout.header..];
             let latency = if self.paced {
                 let intended = got.map_or(0, |(_, ts)| ts);
                 let now_ns = now.duration_since(self.shared.epoch).as_nanos() as u64;
@@ -331,8 +350,13 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     let (tx, notes) = crossbeam_channel::unbounded();
     let threads = opts.threads.max(1);
     let shared = Arc::new(Shared::new(threads, tx));
+    let span = if opts.json {
+        (256 << 10).max(4 * opts.size)
+    } else {
+        0
+    };
     let tpl = Arc::new(if opts.json {
-        json_template(opts.size)
+        json_template(opts.size + span)
     } else {
         template(opts.size, opts.text)
     });
@@ -347,6 +371,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             last_flush: Instant::now(),
             layout,
             template: tpl.clone(),
+            span,
             in_flight,
             paced,
             pacing: pacing.clone(),
@@ -359,7 +384,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             next_seq: 0,
             expect_seq: 0,
             sent_at: VecDeque::with_capacity(opts.in_flight),
-            buf: tpl.to_vec(),
+            buf: tpl[..opts.size].to_vec(),
         };
         engine
             .connect_to(&url, addr, conns::connect_options(opts, i), state)
