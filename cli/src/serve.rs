@@ -61,6 +61,16 @@ pub struct ServeArgs {
     /// uncompressed.
     #[arg(long, requires = "deflate")]
     deflate_threshold: Option<usize>,
+    /// With --deflate: compression level 0-9 (default 1).
+    #[arg(long, requires = "deflate")]
+    deflate_level: Option<u32>,
+    /// With --deflate: our compressor's window bits 8-15 (default 15;
+    /// memory: see BENCHMARKS.md / the parser's `compressor_memory`).
+    #[arg(long, requires = "deflate")]
+    deflate_window_bits: Option<u8>,
+    /// With --deflate: zlib memLevel 1-9 for our compressor (default 8).
+    #[arg(long, requires = "deflate")]
+    deflate_mem_level: Option<u8>,
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -207,6 +217,15 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         };
         if let Some(t) = a.deflate_threshold {
             d.config.threshold = t;
+        }
+        if let Some(l) = a.deflate_level {
+            d.config.level = l.min(9);
+        }
+        if let Some(w) = a.deflate_window_bits {
+            d.config.max_window_bits = w.clamp(8, 15);
+        }
+        if let Some(m) = a.deflate_mem_level {
+            d.config.mem_level = m.clamp(1, 9);
         }
         b = b.permessage_deflate(d);
     }
