@@ -34,6 +34,10 @@ pub struct LoadArgs {
     /// testing against servers you control.
     #[arg(long)]
     insecure: bool,
+    /// Offer permessage-deflate (used if the server accepts; the report
+    /// says what was negotiated).
+    #[arg(long)]
+    deflate: bool,
     /// Connections (connect mode: concurrent attempts).
     #[arg(long, default_value_t = 64)]
     conns: usize,
@@ -49,6 +53,10 @@ pub struct LoadArgs {
     /// Binary messages (the default).
     #[arg(long)]
     binary: bool,
+    /// Text messages that look like JSON records (for compression
+    /// benchmarks; implies --text).
+    #[arg(long, conflicts_with = "binary")]
+    json_like: bool,
     /// Messages per second over all connections (rate).
     #[arg(long, default_value_t = 10_000.0)]
     rate: f64,
@@ -113,7 +121,8 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         conns: a.conns.max(1),
         in_flight: a.in_flight.max(1),
         size: a.size,
-        text: a.text,
+        text: a.text || a.json_like,
+        json: a.json_like,
         rate: a.rate,
         duration: a.duration,
         warmup: a.warmup,
@@ -125,6 +134,7 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         connect_timeout: a.connect_timeout,
         backend: a.backend,
         progress: !a.json && std::io::stderr().is_terminal(),
+        deflate: a.deflate.then(ringwire::PermessageDeflate::default),
         tls: if a.insecure {
             eprintln!("ringwire load: --insecure: server certificates are NOT verified");
             Some(ringwire::ClientTls::dangerous_insecure_no_verification())

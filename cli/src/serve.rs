@@ -48,6 +48,29 @@ pub struct ServeArgs {
     /// where it wrote the PEM files.
     #[arg(long)]
     tls_self_signed: bool,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it
+    /// (browsers do).
+    #[arg(long)]
+    deflate: bool,
+    /// With --deflate: one compressor/decompressor per reactor shared by
+    /// all connections (no context takeover; no compression memory per
+    /// idle connection).
+    #[arg(long, requires = "deflate")]
+    deflate_shared: bool,
+    /// With --deflate: messages smaller than this many bytes go
+    /// uncompressed.
+    #[arg(long, requires = "deflate")]
+    deflate_threshold: Option<usize>,
+    /// With --deflate: compression level 0-9 (default 1).
+    #[arg(long, requires = "deflate")]
+    deflate_level: Option<u32>,
+    /// With --deflate: our compressor's window bits 8-15 (default 15;
+    /// memory: see BENCHMARKS.md / the parser's `compressor_memory`).
+    #[arg(long, requires = "deflate")]
+    deflate_window_bits: Option<u8>,
+    /// With --deflate: zlib memLevel 1-9 for our compressor (default 8).
+    #[arg(long, requires = "deflate")]
+    deflate_mem_level: Option<u8>,
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -187,6 +210,25 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .pin_cores(a.pin)
         .reuse_port(a.reuse_port)
         .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20));
+    if a.deflate {
+        let mut d = ringwire::PermessageDeflate {
+            shared: a.deflate_shared,
+            ..Default::default()
+        };
+        if let Some(t) = a.deflate_threshold {
+            d.config.threshold = t;
+        }
+        if let Some(l) = a.deflate_level {
+            d.config.level = l.min(9);
+        }
+        if let Some(w) = a.deflate_window_bits {
+            d.config.max_window_bits = w.clamp(8, 15);
+        }
+        if let Some(m) = a.deflate_mem_level {
+            d.config.mem_level = m.clamp(1, 9);
+        }
+        b = b.permessage_deflate(d);
+    }
     let tls = tls_config(&a)?;
     let secure = tls.is_some();
     let mut note = None;

@@ -22,6 +22,10 @@ impl Drop for Serve {
 }
 
 fn serve(backend: &str) -> Serve {
+    serve_with(backend, &[])
+}
+
+fn serve_with(backend: &str, extra: &[&str]) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringwire"))
         .args([
             "serve",
@@ -32,6 +36,7 @@ fn serve(backend: &str) -> Serve {
             "--backend",
             backend,
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
@@ -250,4 +255,52 @@ fn serve_tls_epoll() {
 #[test]
 fn serve_tls_uring() {
     check_tls("uring");
+}
+
+/// `ringwire serve --deflate` and `ringwire load --deflate --json-like`:
+/// every connection negotiates permessage-deflate and every echo matches.
+fn check_deflate(backend: &str, shared: bool) {
+    let extra: &[&str] = if shared {
+        &["--deflate", "--deflate-shared"]
+    } else {
+        &["--deflate"]
+    };
+    let srv = serve_with(backend, extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["load", "echo", &format!("ws://{}/echo", srv.addr)])
+        .args(["--conns", "4", "--in-flight", "2", "--size", "4000"])
+        .args(["--json-like", "--deflate", "--duration", "500ms"])
+        .args(["--warmup", "100ms", "--backend", backend, "--json"])
+        .output()
+        .expect("ringwire load runs");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{json} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for key in ["\"deflate_conns\":4", "\"mismatches\":0", "\"errors\":{}"] {
+        assert!(json.contains(key), "{key} in {json}");
+    }
+    // Without --deflate on the server nothing is negotiated.
+    drop(srv);
+    let srv = serve(backend);
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["load", "echo", &format!("ws://{}/echo", srv.addr)])
+        .args(["--conns", "2", "--deflate", "--duration", "200ms"])
+        .args(["--warmup", "50ms", "--backend", backend, "--json"])
+        .output()
+        .expect("ringwire load runs");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.contains("\"deflate_conns\":0"), "{json}");
+}
+
+#[test]
+fn serve_deflate_epoll() {
+    check_deflate("epoll", false);
+}
+
+#[test]
+fn serve_deflate_shared_uring() {
+    check_deflate("uring", true);
 }

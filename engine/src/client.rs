@@ -119,6 +119,9 @@ pub struct ConnectOptions {
     /// certificate, or — loudly — nothing). `None`: the Mozilla roots
     /// bundled by webpki-roots, with the host name checked.
     pub tls: Option<ringwire_tls::ClientTls>,
+    /// Offer permessage-deflate with these settings; the connection uses
+    /// it if the server accepts (see [`crate::WebSocket::deflate`]).
+    pub deflate: Option<crate::PermessageDeflate>,
 }
 
 impl Default for ConnectOptions {
@@ -130,6 +133,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(10),
             local_ip: None,
             tls: None,
+            deflate: None,
         }
     }
 }
@@ -152,6 +156,9 @@ pub enum ConnectError {
     Handshake(ClientHandshakeError),
     /// The connection closed before the handshake finished.
     Closed,
+    /// The server's `Sec-WebSocket-Extensions` answer is not something we
+    /// offered (RFC 6455 §9.1 / RFC 7692: fail the connection), with why.
+    Extension(String),
     /// The TLS handshake failed (certificate not trusted or not valid for
     /// the host, plaintext server, …), with the reason.
     Tls(String),
@@ -171,6 +178,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
             ConnectError::Closed => f.write_str("connection closed during the handshake"),
             ConnectError::Tls(s) => write!(f, "TLS: {s}"),
+            ConnectError::Extension(s) => write!(f, "extension negotiation failed: {s}"),
             ConnectError::Engine(s) => write!(f, "engine: {s}"),
         }
     }
@@ -190,6 +198,7 @@ impl ConnectError {
             ConnectError::Handshake(_) => "handshake",
             ConnectError::Closed => "closed",
             ConnectError::Tls(_) => "tls",
+            ConnectError::Extension(_) => "extension",
             ConnectError::Engine(_) => "engine",
         }
     }

@@ -94,6 +94,9 @@ pub struct Config {
     /// Serve `wss://`: every accepted connection does a TLS handshake
     /// first (rustls, inside the reactor). `None`: plain `ws://`.
     pub tls: Option<ringwire_tls::ServerTls>,
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
+    /// `None`: never negotiated.
+    pub deflate: Option<crate::PermessageDeflate>,
 }
 
 impl Default for Config {
@@ -122,6 +125,7 @@ impl Default for Config {
             ring_entries: 4096,
             reuse_port: false,
             tls: None,
+            deflate: None,
         }
     }
 }

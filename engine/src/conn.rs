@@ -118,7 +118,9 @@ pub(crate) struct ConnIo {
     pub id: ConnId,
     pub peer: SocketAddr,
     pub out: OutQueue,
-    pub protocol: Option<Box<str>>,
+    /// What only some connections have (subprotocol, permessage-deflate):
+    /// one pointer in every slot instead of both inline.
+    pub extras: Option<Box<Extras>>,
     /// We sent a close frame.
     pub close_sent: bool,
     /// The peer's close frame arrived.
@@ -142,6 +144,24 @@ pub(crate) struct ConnIo {
     /// `wss://`: the TLS session between the socket and the parser. Boxed:
     /// 8 bytes in every slot, the rustls state only for TLS connections.
     pub tls: Option<Box<Tls>>,
+}
+
+/// Per-connection state that most connections do not need.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// The subprotocol chosen at upgrade.
+    pub protocol: Option<Box<str>>,
+    /// permessage-deflate, when negotiated.
+    pub deflate: Option<crate::deflate::ConnDeflate>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("protocol", &self.protocol)
+            .field("deflate", &self.deflate.as_ref().map(|d| d.params))
+            .finish()
+    }
 }
 
 /// A connection's TLS session: either side, behind [`TlsSession`] (the
@@ -209,7 +229,7 @@ impl ConnIo {
             id,
             peer,
             out: OutQueue::default(),
-            protocol: None,
+            extras: None,
             close_sent: false,
             close_received: false,
             disconnect: false,
@@ -338,8 +358,31 @@ impl ConnIo {
             }
         }
         let op = if text { OpCode::Text } else { OpCode::Binary };
-        self.encoder()
-            .message(&mut self.out.pending, op, payload, false);
+        let deflate = self
+            .extras
+            .as_mut()
+            .and_then(|e| e.deflate.as_mut())
+            .filter(|d| d.wants(payload.len()));
+        match deflate {
+            Some(d) => {
+                let mut z = std::mem::take(&mut ctx.deflate.scratch);
+                match d.compress(&mut ctx.deflate, payload, &mut z) {
+                    Ok(()) => self.encoder().message(&mut self.out.pending, op, &z, true),
+                    Err(e) => {
+                        // Not expected (compression has no input errors);
+                        // send it uncompressed rather than lose it.
+                        tracing::warn!(peer = %self.peer, "deflate failed: {e}; sent uncompressed");
+                        self.encoder()
+                            .message(&mut self.out.pending, op, payload, false);
+                    }
+                }
+                ctx.deflate.scratch = z;
+                ctx.deflate.trim();
+            }
+            None => self
+                .encoder()
+                .message(&mut self.out.pending, op, payload, false),
+        }
         self.streaming = true;
         ctx.stats.msgs_out += 1;
         self.mark_dirty(ctx);
@@ -423,6 +466,8 @@ pub(crate) struct Dial<C> {
     pub request: Vec<u8>,
     pub handshake: ringwire_parser::handshake::ClientHandshake,
     pub state: Option<C>,
+    /// The permessage-deflate settings offered, if any.
+    pub deflate: Option<crate::PermessageDeflate>,
 }
 
 impl<C> Conn<C> {
@@ -457,12 +502,14 @@ mod size_tests {
     /// Idle memory is a goal of the engine (≤ 400 B per idle connection,
     /// measured by bench/scripts/idle_memory.sh): the slab entry and the
     /// boxed decoder are most of it. Growing either needs a reason.
-    /// 216 → 224: the TLS session pointer (`ConnIo::tls`, #7).
+    /// 216 → 224: the TLS session pointer (`ConnIo::tls`, #7); back to 216
+    /// when the subprotocol (16 B inline) moved into the `Extras` box with
+    /// permessage-deflate's state (8 B pointer, #8).
     #[test]
     fn idle_connection_footprint() {
         let conn = std::mem::size_of::<super::Conn<()>>();
         let decoder = std::mem::size_of::<ringwire_parser::Decoder>();
-        assert!(conn <= 224, "Conn grew to {conn} bytes");
+        assert!(conn <= 216, "Conn grew to {conn} bytes");
         assert!(decoder <= 144, "Decoder grew to {decoder} bytes");
     }
 }

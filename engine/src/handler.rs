@@ -265,7 +265,17 @@ impl<C> WebSocket<'_, C> {
 
     /// The subprotocol chosen at upgrade, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.io.protocol.as_deref()
+        self.io.extras.as_ref().and_then(|e| e.protocol.as_deref())
+    }
+
+    /// The permessage-deflate parameters agreed for this connection, if
+    /// the extension was negotiated.
+    pub fn deflate(&self) -> Option<ringwire_parser::deflate::DeflateParams> {
+        self.io
+            .extras
+            .as_ref()
+            .and_then(|e| e.deflate.as_ref())
+            .map(|d| d.params)
     }
 
     /// Index of the reactor thread serving this connection.

@@ -32,6 +32,7 @@ mod acceptor;
 mod client;
 mod config;
 mod conn;
+mod deflate;
 mod handle;
 mod handler;
 mod reactor;
@@ -39,8 +40,10 @@ mod server;
 
 pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
+pub use deflate::PermessageDeflate;
 pub use handle::{ConnHandle, ConnId, ServerHandle, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
+pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
 pub use ringwire_tls as tls;

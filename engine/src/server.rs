@@ -98,6 +98,13 @@ impl ServerBuilder {
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
         reuse_port: bool);
 
+    /// Negotiate permessage-deflate with clients that offer it (browsers
+    /// do): see [`crate::PermessageDeflate`] for the memory/CPU choices.
+    pub fn permessage_deflate(mut self, d: crate::PermessageDeflate) -> Self {
+        self.cfg.deflate = Some(d);
+        self
+    }
+
     /// Serve `wss://` with this certificate set (see
     /// [`ringwire_tls::ServerTls`]): the TLS handshake runs inside the
     /// reactors, before the HTTP upgrade.

@@ -40,6 +40,8 @@ pub struct Acc {
     pub bytes: u64,
     pub mismatches: u64,
     pub connected: usize,
+    /// Connections that negotiated permessage-deflate.
+    pub deflated: usize,
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -52,6 +54,7 @@ impl Acc {
             bytes: 0,
             mismatches: 0,
             connected: 0,
+            deflated: 0,
             errors: BTreeMap::new(),
         }
     }
@@ -70,6 +73,7 @@ impl Acc {
         self.bytes += std::mem::take(&mut other.bytes);
         self.mismatches += std::mem::take(&mut other.mismatches);
         self.connected += std::mem::take(&mut other.connected);
+        self.deflated += std::mem::take(&mut other.deflated);
         for (k, v) in std::mem::take(&mut other.errors) {
             *self.errors.entry(k).or_default() += v;
         }
@@ -131,6 +135,7 @@ impl Shared {
             all.bytes += a.bytes;
             all.mismatches += a.mismatches;
             all.connected += a.connected;
+            all.deflated += a.deflated;
             for (k, v) in a.errors.iter() {
                 *all.errors.entry(k.clone()).or_default() += v;
             }
@@ -172,6 +177,7 @@ pub fn connect_options(opts: &Options, i: usize) -> ConnectOptions {
         timeout: opts.connect_timeout,
         local_ip: (!opts.source_ips.is_empty()).then(|| opts.source_ips[i % opts.source_ips.len()]),
         tls: opts.tls.clone(),
+        deflate: opts.deflate.clone(),
         ..Default::default()
     }
 }
@@ -225,6 +231,7 @@ pub fn fill_report(r: &mut Report, acc: Acc) {
     r.bytes = acc.bytes;
     r.mismatches = acc.mismatches;
     r.connected = acc.connected;
+    r.deflate_conns = acc.deflated;
     r.errors = acc.errors;
     r.latency = acc.hist;
     r.connect_latency = acc.connect_hist;

@@ -98,6 +98,28 @@ fn read_hex(s: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
 }
 
+/// JSON-like text (an array of small records with varying numbers and
+/// names): compresses like real API traffic, unlike a repeating alphabet.
+fn json_template(size: usize) -> Vec<u8> {
+    let mut s = String::with_capacity(size + 128);
+    s.push('[');
+    let mut i: u64 = 0;
+    while s.len() < size {
+        let x = i.wrapping_mul(2654435761) % 100_000;
+        s += &format!(
+            r#"{{"id":{i},"user":"user{}","price":{}.{:02},"qty":{},"ok":{}}},"#,
+            x % 1000,
+            x % 997,
+            x % 100,
+            x % 17,
+            x.is_multiple_of(3)
+        );
+        i += 1;
+    }
+    s.truncate(size);
+    s.into_bytes()
+}
+
 /// The pre-built payload: printable ASCII for text, a byte pattern for
 /// binary.
 fn template(size: usize, text: bool) -> Vec<u8> {
@@ -154,6 +176,11 @@ struct EchoLoad {
     last_flush: Instant,
     layout: Layout,
     template: Arc<Vec<u8>>,
+    /// JSON-like mode: `template` is a pool `size + span` bytes long and
+    /// message `seq` is the `size` bytes at an offset that depends on
+    /// `seq`, so consecutive messages differ like real records (a fixed
+    /// message would compress to almost nothing with context takeover).
+    span: usize,
     in_flight: usize,
     /// Rate mode: sends follow the schedule (timers), not the echoes.
     paced: bool,
@@ -161,6 +188,16 @@ struct EchoLoad {
 }
 
 impl EchoLoad {
+    /// The payload of message `seq` (before its header is stamped).
+    fn body(&self, seq: u64) -> &[u8] {
+        let size = self.template.len() - self.span;
+        if self.span == 0 {
+            return &self.template;
+        }
+        let off = (seq.wrapping_mul(size as u64 + 97) % self.span as u64) as usize;
+        &self.template[off..off + size]
+    }
+
     /// Sends the next message; `now` is its send time (the caller's clock
     /// read: one read per message serves the echo it answers and the send).
     fn send_next(&self, ws: &mut WebSocket<'_, EchoConn>, now: Instant) {
@@ -174,6 +211,9 @@ impl EchoLoad {
         let c = ws.state();
         let seq = c.next_seq;
         c.next_seq += 1;
+        if self.span > 0 {
+            c.buf.copy_from_slice(self.body(seq));
+        }
         layout.put(&mut c.buf, seq, ts);
         if !self.paced {
             c.sent_at.push_back(now);
@@ -201,6 +241,9 @@ impl Handler for EchoLoad {
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, EchoConn>) {
         self.acc.connected += 1;
+        if ws.deflate().is_some() {
+            self.acc.deflated += 1;
+        }
         let _ = self
             .acc
             .connect_hist
@@ -253,8 +296,9 @@ impl Handler for EchoLoad {
             c.expect_seq += 1;
             let got = layout.get(bytes);
             let head_ok = layout.header == 0 || got.is_some_and(|(seq, _)| seq == expect);
-            let body_ok = bytes.len() == self.template.len()
-                && bytes[layout.header..] == self.template[layout.header..];
+            let want = self.body(expect);
+            let body_ok =
+                bytes.len() == want.len() && bytes[layout.header..] == want[layout.header..];
             let latency = if self.paced {
                 let intended = got.map_or(0, |(_, ts)| ts);
                 let now_ns = now.duration_since(self.shared.epoch).as_nanos() as u64;
@@ -306,7 +350,16 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     let (tx, notes) = crossbeam_channel::unbounded();
     let threads = opts.threads.max(1);
     let shared = Arc::new(Shared::new(threads, tx));
-    let tpl = Arc::new(template(opts.size, opts.text));
+    let span = if opts.json {
+        (256 << 10).max(4 * opts.size)
+    } else {
+        0
+    };
+    let tpl = Arc::new(if opts.json {
+        json_template(opts.size + span)
+    } else {
+        template(opts.size, opts.text)
+    });
     let pacing = Arc::new(Pacing::default());
     let engine = {
         let (shared, tpl, pacing) = (shared.clone(), tpl.clone(), pacing.clone());
@@ -318,6 +371,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             last_flush: Instant::now(),
             layout,
             template: tpl.clone(),
+            span,
             in_flight,
             paced,
             pacing: pacing.clone(),
@@ -330,7 +384,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             next_seq: 0,
             expect_seq: 0,
             sent_at: VecDeque::with_capacity(opts.in_flight),
-            buf: tpl.to_vec(),
+            buf: tpl[..opts.size].to_vec(),
         };
         engine
             .connect_to(&url, addr, conns::connect_options(opts, i), state)

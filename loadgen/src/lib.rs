@@ -63,6 +63,9 @@ pub struct Options {
     pub size: usize,
     /// Text (ASCII) payloads instead of binary.
     pub text: bool,
+    /// Text payloads that look like JSON records (for compression
+    /// benchmarks) instead of a repeating alphabet.
+    pub json: bool,
     /// Rate mode: messages per second over all connections.
     pub rate: f64,
     /// Measured period.
@@ -83,6 +86,8 @@ pub struct Options {
     /// `wss://` only: how to verify the server (default: webpki roots and
     /// the URL's host name).
     pub tls: Option<ringwire::ClientTls>,
+    /// Offer permessage-deflate.
+    pub deflate: Option<ringwire::PermessageDeflate>,
 }
 
 impl Default for Options {
@@ -103,6 +108,8 @@ impl Default for Options {
             backend: None,
             progress: false,
             tls: None,
+            deflate: None,
+            json: false,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Report {
     pub conns: usize,
     /// Connections that opened.
     pub connected: usize,
+    /// Connections that negotiated permessage-deflate.
+    pub deflate_conns: usize,
     /// Echo mode: messages in flight per connection.
     pub in_flight: usize,
     /// Payload bytes per message.
@@ -83,6 +85,7 @@ impl Report {
             url: url.to_owned(),
             conns: 0,
             connected: 0,
+            deflate_conns: 0,
             in_flight: 0,
             size: 0,
             text: false,
@@ -132,6 +135,7 @@ impl Report {
             "url": self.url,
             "conns": self.conns,
             "connected": self.connected,
+            "deflate_conns": self.deflate_conns,
             "in_flight": self.in_flight,
             "size": self.size,
             "text": self.text,

@@ -21,10 +21,10 @@
 //! the negotiated extensions own. permessage-deflate (RFC 7692) owns RSV1:
 //! once it is negotiated, a data frame with RSV1 set means "compressed
 //! message"; without a negotiated owner any set RSV bit is a protocol error
-//! (close code 1002). The permessage-deflate layer will take the
-//! [`ExtensionOffer`]s produced here, validate its parameters (duplicate or
-//! unknown parameters make an offer unacceptable per RFC 7692 §7), and hand
-//! the decoder its RSV mask.
+//! (close code 1002). The permessage-deflate layer, [`crate::deflate`],
+//! takes the [`ExtensionOffer`]s produced here and validates its parameters
+//! (duplicate or unknown parameters make an offer unacceptable per RFC 7692
+//! §7); the engine then sets the decoder's RSV mask.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -11,6 +11,7 @@
 //! - [`close`]: close codes and close payloads.
 //! - [`handshake`]: the HTTP/1.1 upgrade, server and client side.
 //! - [`extensions`]: `Sec-WebSocket-Extensions` parsing and RSV ownership.
+//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation and codec.
 //!
 //! ```
 //! use ringwire_parser::{Decoder, DecoderConfig, Encoder, Event, Message, OpCode, Role};
@@ -30,6 +31,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 pub mod error;
 pub mod extensions;

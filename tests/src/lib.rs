@@ -280,6 +280,9 @@ pub enum Frame {
     Pong(Vec<u8>),
     /// Close: code (None for an empty payload) and reason.
     Close(Option<u16>, String),
+    /// A compressed message (permessage-deflate negotiated): text flag and
+    /// the compressed bytes.
+    Compressed(bool, Vec<u8>),
 }
 
 /// A WebSocket client over a blocking `TcpStream`, speaking through
@@ -309,6 +312,18 @@ impl RawClient {
 
     /// Connects and completes the opening handshake on `path`.
     pub fn connect_path(addr: SocketAddr, path: &str) -> RawClient {
+        Self::connect_offering(addr, path, None).0
+    }
+
+    /// Connects offering `extensions` (a `Sec-WebSocket-Extensions` value);
+    /// returns the client and the server's accepted value. When one was
+    /// accepted the client's decoder lets RSV1 through (compressed messages
+    /// then come back as `Frame::Compressed`).
+    pub fn connect_offering(
+        addr: SocketAddr,
+        path: &str,
+        extensions: Option<&str>,
+    ) -> (RawClient, Option<String>) {
         let mut sock = tcp_connect(addr);
         let host = addr.to_string();
         let mut req = Vec::new();
@@ -316,13 +331,14 @@ impl RawClient {
             &ClientRequest {
                 host: &host,
                 path_and_query: path,
+                extensions,
                 ..Default::default()
             },
             &mut req,
         );
         sock.write_all(&req).expect("write request");
         let mut resp = Vec::new();
-        let consumed = loop {
+        let (consumed, accepted) = loop {
             let mut b = [0u8; 4096];
             let n = read_retrying(&mut sock, &mut b).expect("read 101");
             assert!(
@@ -331,23 +347,36 @@ impl RawClient {
                 String::from_utf8_lossy(&resp)
             );
             resp.extend_from_slice(&b[..n]);
-            if let Some((_, consumed)) = hs.validate_response(&resp).expect("a valid 101") {
-                break consumed;
+            if let Some((r, consumed)) = hs.validate_response(&resp).expect("a valid 101") {
+                break (consumed, r.extensions);
             }
         };
-        RawClient {
+        let client = RawClient {
             sock,
             dec: Decoder::new(
                 Role::Client,
                 DecoderConfig {
                     max_frame_size: 64 << 20,
                     max_message_size: 64 << 20,
-                    extension_rsv: 0,
+                    extension_rsv: if accepted.is_some() {
+                        ringwire_parser::frame::RSV1
+                    } else {
+                        0
+                    },
                 },
             ),
             pending: resp[consumed..].to_vec(),
             enc: Encoder::new(Role::Client),
-        }
+        };
+        (client, accepted)
+    }
+
+    /// Writes one masked frame with the given RSV bits (e.g. RSV1 for a
+    /// compressed message).
+    pub fn send_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) {
+        let mut out = Vec::new();
+        self.enc.frame(&mut out, fin, rsv, opcode, payload);
+        self.send_raw(&out);
     }
 
     /// Writes raw bytes.
@@ -390,7 +419,9 @@ impl RawClient {
                     Event::Close(c) => {
                         Frame::Close(c.code.map(|c| c.as_u16()), c.reason.to_owned())
                     }
-                    Event::Compressed { .. } => panic!("unexpected compressed message"),
+                    Event::Compressed { text, payload } => {
+                        Frame::Compressed(text, payload.to_vec())
+                    }
                 });
                 buf.drain(..consumed);
                 self.pending = buf;

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use ringwire::{
-    Backend, Client, CloseCode, ConnectError, ConnectOptions, Handler, Message, WebSocket,
+    Backend, Client, CloseCode, ConnectError, ConnectOptions, Handler, Message, PermessageDeflate,
+    WebSocket,
 };
 
 /// What a connection is for.
@@ -83,9 +84,15 @@ fn run() -> Result<(), String> {
         .start(move |_| Testee { done: tx.clone() })
         .map_err(|e| format!("engine: {e}"))?;
     eprintln!("testee client: backend {}", engine.backend());
+    // Case connections offer permessage-deflate (12.*, 13.*; the
+    // fuzzingserver answers each case with its own parameters).
     let connect = |path: String, role: Role| {
+        let opts = ConnectOptions {
+            deflate: matches!(role, Role::Case).then(PermessageDeflate::default),
+            ..Default::default()
+        };
         engine
-            .connect(&format!("{base}{path}"), ConnectOptions::default(), role)
+            .connect(&format!("{base}{path}"), opts, role)
             .map_err(|e| e.to_string())
     };
 

@@ -8,7 +8,12 @@
 //!   key, as a benchmark client may), one write per batch of replies;
 //!   prints msgs/s.
 //!
-//! Both are bounded in time and talk only to the address given.
+//! - `ws_client_tools idle-deflate ADDR N SECS`: like `idle`, but each
+//!   connection offers permessage-deflate, sends one compressed text
+//!   message and reads its echo first (so a server's per-connection
+//!   codecs, if it keeps any, exist), then idles.
+//!
+//! All are bounded in time and talk only to the address given.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +25,16 @@ use ringwire_parser::handshake::{ClientHandshake, ClientRequest};
 use ringwire_parser::{Encoder, OpCode, Role};
 
 fn connect(addr: SocketAddr, path: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
+    connect_offering(addr, path, None).map(|(s, rest, _)| (s, rest))
+}
+
+/// Connects offering `extensions`; returns the socket, bytes after the
+/// 101, and the accepted extensions.
+fn connect_offering(
+    addr: SocketAddr,
+    path: &str,
+    extensions: Option<&str>,
+) -> std::io::Result<(TcpStream, Vec<u8>, Option<String>)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -29,6 +44,7 @@ fn connect(addr: SocketAddr, path: &str) -> std::io::Result<(TcpStream, Vec<u8>)
         &ClientRequest {
             host: &host,
             path_and_query: path,
+            extensions,
             ..Default::default()
         },
         &mut req,
@@ -43,7 +59,7 @@ fn connect(addr: SocketAddr, path: &str) -> std::io::Result<(TcpStream, Vec<u8>)
         }
         resp.extend_from_slice(&b[..n]);
         match hs.validate_response(&resp) {
-            Ok(Some((_, used))) => return Ok((s, resp[used..].to_vec())),
+            Ok(Some((r, used))) => return Ok((s, resp[used..].to_vec(), r.extensions)),
             Ok(None) => continue,
             Err(e) => return Err(std::io::Error::other(e.to_string())),
         }
@@ -60,6 +76,51 @@ fn idle(addr: SocketAddr, n: usize, secs: u64) {
                 std::process::exit(1);
             }
         }
+    }
+    println!("ready {}", conns.len());
+    std::io::stdout().flush().ok();
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
+fn idle_deflate(addr: SocketAddr, n: usize, secs: u64) {
+    use ringwire_parser::deflate::{Compressor, DeflateConfig, client_accept, client_offer};
+    let cfg = DeflateConfig::default();
+    let offer = client_offer(&cfg);
+    let msg = br#"{"hello":"a compressed message to make the server use its codecs","n":[1,2,3,4,5,6,7,8,9,10]}"#;
+    let enc = Encoder::new(Role::Client);
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let (mut s, _, ext) = match connect_offering(addr, "/echo", Some(&offer)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("connection {i}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let params = match client_accept(ext.as_deref(), &cfg) {
+            Ok(Some(p)) => p,
+            other => {
+                eprintln!("connection {i}: permessage-deflate not negotiated: {other:?}");
+                std::process::exit(1);
+            }
+        };
+        let mut z = Vec::new();
+        Compressor::new(&params, &cfg)
+            .compress(msg, &mut z)
+            .expect("compress");
+        let mut frame = Vec::new();
+        enc.frame(
+            &mut frame,
+            true,
+            ringwire_parser::frame::RSV1,
+            OpCode::Text,
+            &z,
+        );
+        s.write_all(&frame).expect("send");
+        // The echo: at least a frame header.
+        let mut b = [0u8; 512];
+        let _ = s.read(&mut b).expect("echo");
+        conns.push(s);
     }
     println!("ready {}", conns.len());
     std::io::stdout().flush().ok();
@@ -143,10 +204,15 @@ fn echo(addr: SocketAddr, conns: usize, in_flight: usize, size: usize, secs: u64
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: ws_client_tools idle ADDR N SECS | echo ADDR CONNS IN_FLIGHT SIZE SECS";
+    let usage = "usage: ws_client_tools idle|idle-deflate ADDR N SECS | echo ADDR CONNS IN_FLIGHT SIZE SECS";
     let arg = |i: usize| a.get(i).unwrap_or_else(|| panic!("{usage}"));
     match a.get(1).map(String::as_str) {
         Some("idle") => idle(
+            arg(2).parse().unwrap(),
+            arg(3).parse().unwrap(),
+            arg(4).parse().unwrap(),
+        ),
+        Some("idle-deflate") => idle_deflate(
             arg(2).parse().unwrap(),
             arg(3).parse().unwrap(),
             arg(4).parse().unwrap(),

@@ -22,14 +22,19 @@ use ringwire_parser::handshake::{
     ClientHandshake, ClientHandshakeError, ClientRequest, HandshakeError, Request, RequestLimits,
     parse_request, write_accept_response, write_http_response,
 };
-use ringwire_parser::{CloseCode, Decoder, DecoderConfig, Event, Role};
+use ringwire_parser::utf8::Utf8Validator;
+use ringwire_parser::{
+    CloseCode, Decoder, DecoderConfig, Event, Message, Payload, Role, TextPayload,
+};
 use ringwire_tls::TlsError;
 
 use crate::client::{ConnectError, ConnectOptions, WsUrl};
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{Conn, ConnIo, Dial, Phase, Tls};
+use crate::conn::{Conn, ConnIo, Dial, Extras, Phase, Tls};
+use crate::deflate::{ConnDeflate, PermessageDeflate, SharedCodecs};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
+use ringwire_parser::deflate::{self as pmd, DeflateParams};
 
 /// Send-side limits copied out of the config for the hot path.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +55,8 @@ pub(crate) struct Ctx {
     pub dirty: Vec<u32>,
     /// Handler timers (`WebSocket::set_timer`), earliest first.
     pub timers: BinaryHeap<Reverse<Timer>>,
+    /// permessage-deflate: the reactor's shared codecs and scratch buffer.
+    pub deflate: SharedCodecs,
 }
 
 /// A handler timer: when, for which connection, and the handler's token.
@@ -72,6 +79,7 @@ enum Outcome<C> {
         consumed: usize,
         state: C,
         protocol: Option<String>,
+        deflate: Option<DeflateParams>,
     },
 }
 
@@ -153,6 +161,7 @@ impl<H: Handler> Core<H> {
                 shared,
                 dirty: Vec::new(),
                 timers: BinaryHeap::new(),
+                deflate: SharedCodecs::default(),
             },
             cfg,
             slots: Vec::new(),
@@ -311,12 +320,16 @@ impl<H: Handler> Core<H> {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let mut request = Vec::new();
+        let offer = opts
+            .deflate
+            .as_ref()
+            .map(|d| pmd::client_offer(&d.effective()));
         let handshake = ClientHandshake::new(
             &ClientRequest {
                 host: &host,
                 path_and_query: &url.path_and_query,
                 protocols: &protocols,
-                extensions: None,
+                extensions: offer.as_deref(),
                 origin: opts.origin.as_deref(),
                 extra_headers: &headers,
             },
@@ -333,6 +346,7 @@ impl<H: Handler> Core<H> {
             request,
             handshake,
             state: Some(state),
+            deflate: opts.deflate,
         }));
         self.connecting.push(slot);
     }
@@ -625,10 +639,26 @@ impl<H: Handler> Core<H> {
                 return;
             }
             Err(e) => return self.fail_connect(slot, ConnectError::Handshake(e)),
-            Ok(Some((resp, used))) => (resp.protocol, used),
+            Ok(Some((resp, used))) => {
+                let offered = dial.deflate.as_ref().map(|d| d.effective());
+                let deflate = match offered {
+                    Some(cfg) => match pmd::client_accept(resp.extensions.as_deref(), &cfg) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::info!(peer = %conn.io.peer, "server's permessage-deflate answer: {e}");
+                            return self.fail_connect(slot, ConnectError::Extension(e.to_string()));
+                        }
+                    },
+                    None => None,
+                };
+                ((resp.protocol, deflate), used)
+            }
         };
-        let state = conn.dial.take().and_then(|d| d.state);
-        self.open_conn(slot, Role::Client, protocol, state);
+        let (protocol, deflate) = protocol;
+        let dial = conn.dial.take();
+        let deflate = deflate.zip(dial.as_ref().and_then(|d| d.deflate.clone()));
+        let state = dial.and_then(|d| d.state);
+        self.open_conn(slot, Role::Client, protocol, deflate, state);
         if from_owned {
             let mut rest = owned.split_off(used);
             if !rest.is_empty() {
@@ -646,11 +676,25 @@ impl<H: Handler> Core<H> {
         slot: u32,
         role: Role,
         protocol: Option<String>,
+        deflate: Option<(DeflateParams, PermessageDeflate)>,
         state: Option<H::Conn>,
     ) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
         self.ctx.stats.upgraded += 1;
-        conn.io.protocol = protocol.map(String::into_boxed_str);
+        // `deflate`: the agreed parameters and the settings they were
+        // negotiated with (the server's, or this client connection's).
+        let deflate = deflate.map(|(params, pd)| ConnDeflate::new(params, &pd));
+        let rsv = if deflate.is_some() {
+            ringwire_parser::frame::RSV1
+        } else {
+            0
+        };
+        if protocol.is_some() || deflate.is_some() {
+            conn.io.extras = Some(Box::new(Extras {
+                protocol: protocol.map(String::into_boxed_str),
+                deflate,
+            }));
+        }
         conn.user = state;
         conn.phase = Phase::Open;
         conn.decoder = Some(Box::new(Decoder::new(
@@ -658,7 +702,7 @@ impl<H: Handler> Core<H> {
             DecoderConfig {
                 max_frame_size: self.cfg.max_frame_size,
                 max_message_size: self.cfg.max_message_size,
-                extension_rsv: 0,
+                extension_rsv: rsv,
             },
         )));
         conn.deadline = open_deadline(&self.cfg, conn.last_rx);
@@ -707,10 +751,13 @@ impl<H: Handler> Core<H> {
                 consumed,
                 state,
                 protocol,
-            } => (out, consumed, state, protocol),
+                deflate,
+            } => (out, consumed, state, (protocol, deflate)),
         };
+        let (protocol, deflate) = protocol;
+        let deflate = deflate.zip(self.cfg.deflate.clone());
         conn.io.queue_raw(&mut self.ctx, &out);
-        self.open_conn(slot, Role::Server, protocol, Some(state));
+        self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
         // Frames the client sent right behind its request.
         if from_owned {
             let mut rest = owned.split_off(consumed);
@@ -772,11 +819,22 @@ impl<H: Handler> Core<H> {
                         let protocol = upgrade
                             .protocol
                             .filter(|p| req.protocols().any(|o| o == p.as_str()));
+                        let (deflate, ext_response) = match negotiate_deflate(&self.cfg, &req) {
+                            Ok(Some((params, resp))) => (Some(params), Some(resp)),
+                            Ok(None) => (None, None),
+                            Err(e) => {
+                                tracing::info!(%peer, "bad permessage-deflate offer: {e}: 400");
+                                self.ctx.stats.handshake_errors += 1;
+                                HandshakeError::new(400, "malformed permessage-deflate offer")
+                                    .write_response(&mut out);
+                                return Outcome::Respond(out);
+                            }
+                        };
                         write_accept_response(
                             &mut out,
                             req.key().as_bytes(),
                             protocol.as_deref(),
-                            None,
+                            ext_response.as_deref(),
                             &headers,
                         );
                         Outcome::Upgrade {
@@ -784,6 +842,7 @@ impl<H: Handler> Core<H> {
                             consumed,
                             state,
                             protocol,
+                            deflate,
                         }
                     }
                     Ok(Err(reject)) => {
@@ -860,6 +919,7 @@ impl<H: Handler> Core<H> {
         };
         let handler = &mut self.handler;
         let ctx = &mut self.ctx;
+        let max_message = self.cfg.max_message_size;
         let mut pos = 0;
         while pos < data.len() && !io.disconnect {
             let d = match decoder.decode(&mut data[pos..]) {
@@ -890,14 +950,52 @@ impl<H: Handler> Core<H> {
                     handler.on_pong(&mut ws, p);
                     None
                 }
-                // No extension owns RSV1 yet, so the decoder never yields
-                // compressed messages.
-                Event::Compressed { .. } => None,
-                Event::Close(c) => Some((c.code, c.reason.to_owned())),
+                // permessage-deflate: inflate (bounded by the message size
+                // limit), check text, then deliver like any message.
+                Event::Compressed { text, payload } => {
+                    let Some(d) = ws.io.extras.as_mut().and_then(|e| e.deflate.as_mut()) else {
+                        // The decoder only yields these with RSV1 owned.
+                        return Some(Err((CloseCode::PROTOCOL_ERROR, "unexpected RSV1")));
+                    };
+                    let mut buf = std::mem::take(&mut ws.ctx.deflate.scratch);
+                    let r = d.decompress(&mut ws.ctx.deflate, &payload, max_message, &mut buf);
+                    let outcome = match r {
+                        Err(pmd::DeflateError::TooBig) => {
+                            Some(Err((CloseCode::TOO_BIG, "message too big")))
+                        }
+                        Err(pmd::DeflateError::Corrupt(_)) => {
+                            Some(Err((CloseCode::PROTOCOL_ERROR, "invalid compressed data")))
+                        }
+                        Ok(()) if text => match Utf8Validator::validate_whole(&buf) {
+                            Ok(s) => {
+                                ws.ctx.stats.msgs_in += 1;
+                                handler
+                                    .on_message(&mut ws, Message::Text(TextPayload::borrowed(s)));
+                                None
+                            }
+                            Err(_) => Some(Err((CloseCode::INVALID_PAYLOAD, "invalid UTF-8"))),
+                        },
+                        Ok(()) => {
+                            ws.ctx.stats.msgs_in += 1;
+                            handler.on_message(&mut ws, Message::Binary(Payload::Borrowed(&buf)));
+                            None
+                        }
+                    };
+                    ws.ctx.deflate.scratch = buf;
+                    ws.ctx.deflate.trim();
+                    outcome
+                }
+                Event::Close(c) => Some(Ok((c.code, c.reason.to_owned()))),
             }));
             match r {
                 Ok(None) => {}
-                Ok(Some((code, reason))) => {
+                Ok(Some(Err((code, reason)))) => {
+                    tracing::info!(peer = %io.peer, code = code.as_u16(), "{reason}: failing the connection");
+                    ctx.stats.protocol_errors += 1;
+                    io.fail_now(ctx, code, reason);
+                    break;
+                }
+                Ok(Some(Ok((code, reason)))) => {
                     // The peer's close: echo its code (an empty close for an
                     // empty one), tell the handler, close TCP after the flush.
                     io.close_received = true;
@@ -1208,6 +1306,27 @@ impl<H: Handler> Core<H> {
 /// Runs a handler callback with a `WebSocket` view of one connection,
 /// isolating panics: returns false (and counts it) when the callback
 /// panicked, so the caller can close that connection.
+/// The server's side of permessage-deflate: the first offer in the
+/// request's `Sec-WebSocket-Extensions` headers we can honour, with the
+/// response value; `None` when not configured or nothing fits.
+fn negotiate_deflate(
+    cfg: &Config,
+    req: &ringwire_parser::handshake::UpgradeRequest<'_>,
+) -> Result<Option<(DeflateParams, String)>, pmd::NegotiationError> {
+    let Some(pd) = &cfg.deflate else {
+        return Ok(None);
+    };
+    let offers: Vec<&str> = req
+        .headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .collect();
+    if offers.is_empty() {
+        return Ok(None);
+    }
+    pmd::server_negotiate(&offers, &pd.effective())
+}
+
 fn guarded<H: Handler>(
     handler: &mut H,
     ctx: &mut Ctx,

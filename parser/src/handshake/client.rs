@@ -27,7 +27,8 @@ pub struct ClientRequest<'a> {
     pub path_and_query: &'a str,
     /// Subprotocols to offer, in preference order.
     pub protocols: &'a [&'a str],
-    /// `Sec-WebSocket-Extensions` offer, e.g. `permessage-deflate`.
+    /// `Sec-WebSocket-Extensions` offer, e.g. `permessage-deflate`; for
+    /// compression pass [`deflate::client_offer`](crate::deflate::client_offer).
     pub extensions: Option<&'a str>,
     /// `Origin` header, for clients acting on behalf of a web origin.
     pub origin: Option<&'a str>,
@@ -43,7 +44,10 @@ pub struct ServerResponse {
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
     /// Raw accepted `Sec-WebSocket-Extensions` value (repeated headers
-    /// joined with `, `), for the extension layer to interpret.
+    /// joined with `, `), for the extension layer to interpret. Only the
+    /// extension *names* are checked against the offer here;
+    /// [`deflate::client_accept`](crate::deflate::client_accept) checks the
+    /// permessage-deflate parameters.
     pub extensions: Option<String>,
 }
 
