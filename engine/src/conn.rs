@@ -367,6 +367,15 @@ impl ConnIo {
             Some(d) => {
                 let mut z = std::mem::take(&mut ctx.deflate.scratch);
                 match d.compress(&mut ctx.deflate, payload, &mut z) {
+                    // Without context takeover each message stands alone,
+                    // so one that did not shrink (random or already
+                    // compressed data) can go as it is. With takeover the
+                    // peer's inflater must see every byte our compressor
+                    // saw, so it goes compressed regardless.
+                    Ok(()) if z.len() >= payload.len() && d.params.compress_no_context_takeover => {
+                        self.encoder()
+                            .message(&mut self.out.pending, op, payload, false)
+                    }
                     Ok(()) => self.encoder().message(&mut self.out.pending, op, &z, true),
                     Err(e) => {
                         // Not expected (compression has no input errors);

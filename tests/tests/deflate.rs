@@ -438,7 +438,39 @@ fn client_refuses_unoffered_answers(backend: Backend) {
     engine.shutdown(Duration::from_secs(1));
 }
 
+/// Incompressible data: without context takeover it is sent as it is
+/// (RSV1 clear); with takeover it must go through the compressor anyway.
+fn incompressible_messages(backend: Backend) {
+    let server = start(
+        builder(backend).permessage_deflate(PermessageDeflate::default()),
+        |_| Echo,
+    );
+    // xorshift64: bytes no compressor can shrink.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..4000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let (mut plain, _) = RawClient::connect_offering(
+        server.local_addr(),
+        "/",
+        Some("permessage-deflate; server_no_context_takeover"),
+    );
+    plain.send_frame(true, OpCode::Binary, &noise);
+    assert_eq!(plain.expect_frame(), Frame::Binary(noise.clone()));
+    let (mut kept, _) =
+        RawClient::connect_offering(server.local_addr(), "/", Some("permessage-deflate"));
+    kept.send_frame(true, OpCode::Binary, &noise);
+    assert!(matches!(kept.expect_frame(), Frame::Compressed(false, _)));
+    stop(server);
+}
+
 backend_tests! {
+    incompressible_messages: incompressible_messages_epoll, incompressible_messages_uring;
     server_with_python_client: server_with_python_client_epoll, server_with_python_client_uring;
     client_with_python_server: client_with_python_server_epoll, client_with_python_server_uring;
     decompression_bomb_gets_1009: decompression_bomb_gets_1009_epoll, decompression_bomb_gets_1009_uring;
