@@ -193,16 +193,17 @@ impl Tls {
     }
 
     pub fn wants_write(&self) -> bool {
-        match &self.side {
-            TlsSide::Server(s) => s.wants_write(),
-            TlsSide::Client(c) => c.wants_write(),
-        }
+        self.session_ref().wants_write()
     }
 
     pub fn is_handshaking(&self) -> bool {
+        self.session_ref().is_handshaking()
+    }
+
+    fn session_ref(&self) -> &dyn TlsSession {
         match &self.side {
-            TlsSide::Server(s) => s.is_handshaking(),
-            TlsSide::Client(c) => c.is_handshaking(),
+            TlsSide::Server(s) => s,
+            TlsSide::Client(c) => c,
         }
     }
 

@@ -141,11 +141,31 @@ struct Core {
     peer_closed: bool,
     /// Whether any ciphertext was fed yet (the first bytes are checked for plaintext HTTP).
     fed: bool,
+    /// The first bytes were plaintext HTTP: every later feed fails the same way.
+    plaintext_http: bool,
     /// Whether completion of the handshake was noticed (and logged).
     handshake_done: bool,
 }
 
 impl Core {
+    /// Fails with `err` when the first bytes ever fed look like plaintext HTTP (`looks`), and
+    /// on every feed after that.
+    fn check_first_bytes(
+        &mut self,
+        data: &[u8],
+        looks: fn(&[u8]) -> bool,
+        err: TlsError,
+    ) -> Result<(), TlsError> {
+        if !self.plaintext_http && !self.fed && !data.is_empty() {
+            self.fed = true;
+            self.plaintext_http = looks(data);
+        }
+        if self.plaintext_http {
+            return Err(err);
+        }
+        Ok(())
+    }
+
     /// Reads all of `data` into rustls and processes it. Plaintext stays in rustls unless it
     /// would block further reads (then it goes to `sink`); with `eager`, all of it ends in `sink`.
     fn pump<D>(
@@ -371,7 +391,6 @@ pub struct ServerSession {
     conn: ServerConnection,
     core: Core,
     resolver: Arc<SniResolver>,
-    plaintext_http: bool,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -391,22 +410,12 @@ impl ServerSession {
             conn,
             core: Core::default(),
             resolver,
-            plaintext_http: false,
         }
     }
 
     fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        if self.plaintext_http {
-            return Err(TlsError::PlaintextHttp);
-        }
-        if !self.core.fed && !data.is_empty() {
-            self.core.fed = true;
-            if looks_like_http_request(data) {
-                self.plaintext_http = true;
-                return Err(TlsError::PlaintextHttp);
-            }
-        }
-        Ok(())
+        self.core
+            .check_first_bytes(data, looks_like_http_request, TlsError::PlaintextHttp)
     }
 
     fn map_error(&self, e: TlsError) -> TlsError {
@@ -426,65 +435,74 @@ impl ServerSession {
     }
 }
 
+/// The [`TlsSession`] methods both sides implement the same way, over their
+/// `conn` (a rustls connection) and `core`; each side adds its own
+/// `check_first_bytes`, `map_error` and `sni_hostname`.
+macro_rules! common_session_methods {
+    () => {
+        fn feed_ciphertext(&mut self, data: &[u8]) -> Result<(), TlsError> {
+            self.check_first_bytes(data)?;
+            let result = self.core.feed(&mut *self.conn, data);
+            result.map_err(|e| self.map_error(e))
+        }
+
+        fn feed_ciphertext_into(
+            &mut self,
+            data: &[u8],
+            plaintext_out: &mut Vec<u8>,
+        ) -> Result<usize, TlsError> {
+            self.check_first_bytes(data)?;
+            let result = self.core.feed_into(&mut *self.conn, data, plaintext_out);
+            result.map_err(|e| self.map_error(e))
+        }
+
+        fn take_plaintext(&mut self, out: &mut Vec<u8>) -> Result<usize, TlsError> {
+            Ok(self.core.take_plaintext(&mut *self.conn, out))
+        }
+
+        fn write_plaintext(&mut self, data: &[u8]) -> Result<(), TlsError> {
+            self.core.write(&mut *self.conn, data)
+        }
+
+        fn write_plaintext_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), TlsError> {
+            self.core.write_vectored(&mut *self.conn, bufs)
+        }
+
+        fn take_ciphertext(&mut self, out: &mut Vec<u8>) -> usize {
+            take_ciphertext(&mut *self.conn, out)
+        }
+
+        fn wants_write(&self) -> bool {
+            self.conn.wants_write()
+        }
+
+        fn is_handshaking(&self) -> bool {
+            self.conn.is_handshaking()
+        }
+
+        fn send_close_notify(&mut self) {
+            self.conn.send_close_notify();
+        }
+
+        fn peer_closed(&self) -> bool {
+            self.core.peer_closed
+        }
+
+        fn alpn_protocol(&self) -> Option<&[u8]> {
+            self.conn.alpn_protocol()
+        }
+
+        fn peer_cert_sha256(&self) -> Option<String> {
+            peer_cert_sha256(&*self.conn)
+        }
+    };
+}
+
 impl TlsSession for ServerSession {
-    fn feed_ciphertext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.check_first_bytes(data)?;
-        let result = self.core.feed(&mut *self.conn, data);
-        result.map_err(|e| self.map_error(e))
-    }
-
-    fn feed_ciphertext_into(
-        &mut self,
-        data: &[u8],
-        plaintext_out: &mut Vec<u8>,
-    ) -> Result<usize, TlsError> {
-        self.check_first_bytes(data)?;
-        let result = self.core.feed_into(&mut *self.conn, data, plaintext_out);
-        result.map_err(|e| self.map_error(e))
-    }
-
-    fn take_plaintext(&mut self, out: &mut Vec<u8>) -> Result<usize, TlsError> {
-        Ok(self.core.take_plaintext(&mut *self.conn, out))
-    }
-
-    fn write_plaintext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.core.write(&mut *self.conn, data)
-    }
-
-    fn write_plaintext_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), TlsError> {
-        self.core.write_vectored(&mut *self.conn, bufs)
-    }
-
-    fn take_ciphertext(&mut self, out: &mut Vec<u8>) -> usize {
-        take_ciphertext(&mut *self.conn, out)
-    }
-
-    fn wants_write(&self) -> bool {
-        self.conn.wants_write()
-    }
-
-    fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
-    }
-
-    fn send_close_notify(&mut self) {
-        self.conn.send_close_notify();
-    }
-
-    fn peer_closed(&self) -> bool {
-        self.core.peer_closed
-    }
-
-    fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
-    }
+    common_session_methods!();
 
     fn sni_hostname(&self) -> Option<&str> {
         self.conn.server_name()
-    }
-
-    fn peer_cert_sha256(&self) -> Option<String> {
-        peer_cert_sha256(&*self.conn)
     }
 }
 
@@ -494,7 +512,6 @@ pub struct ClientSession {
     core: Core,
     /// The name given to `new_session`, for error messages.
     server_name: Box<str>,
-    plaintext_http: bool,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -514,7 +531,6 @@ impl ClientSession {
             conn,
             core: Core::default(),
             server_name: server_name.into(),
-            plaintext_http: false,
         }
     }
 
@@ -524,17 +540,11 @@ impl ClientSession {
     }
 
     fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        if self.plaintext_http {
-            return Err(TlsError::PlaintextHttpResponse);
-        }
-        if !self.core.fed && !data.is_empty() {
-            self.core.fed = true;
-            if looks_like_http_response(data) {
-                self.plaintext_http = true;
-                return Err(TlsError::PlaintextHttpResponse);
-            }
-        }
-        Ok(())
+        self.core.check_first_bytes(
+            data,
+            looks_like_http_response,
+            TlsError::PlaintextHttpResponse,
+        )
     }
 
     fn map_error(&self, e: TlsError) -> TlsError {
@@ -549,64 +559,10 @@ impl ClientSession {
 }
 
 impl TlsSession for ClientSession {
-    fn feed_ciphertext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.check_first_bytes(data)?;
-        let result = self.core.feed(&mut *self.conn, data);
-        result.map_err(|e| self.map_error(e))
-    }
-
-    fn feed_ciphertext_into(
-        &mut self,
-        data: &[u8],
-        plaintext_out: &mut Vec<u8>,
-    ) -> Result<usize, TlsError> {
-        self.check_first_bytes(data)?;
-        let result = self.core.feed_into(&mut *self.conn, data, plaintext_out);
-        result.map_err(|e| self.map_error(e))
-    }
-
-    fn take_plaintext(&mut self, out: &mut Vec<u8>) -> Result<usize, TlsError> {
-        Ok(self.core.take_plaintext(&mut *self.conn, out))
-    }
-
-    fn write_plaintext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.core.write(&mut *self.conn, data)
-    }
-
-    fn write_plaintext_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), TlsError> {
-        self.core.write_vectored(&mut *self.conn, bufs)
-    }
-
-    fn take_ciphertext(&mut self, out: &mut Vec<u8>) -> usize {
-        take_ciphertext(&mut *self.conn, out)
-    }
-
-    fn wants_write(&self) -> bool {
-        self.conn.wants_write()
-    }
-
-    fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
-    }
-
-    fn send_close_notify(&mut self) {
-        self.conn.send_close_notify();
-    }
-
-    fn peer_closed(&self) -> bool {
-        self.core.peer_closed
-    }
-
-    fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
-    }
+    common_session_methods!();
 
     fn sni_hostname(&self) -> Option<&str> {
         None
-    }
-
-    fn peer_cert_sha256(&self) -> Option<String> {
-        peer_cert_sha256(&*self.conn)
     }
 }
 
