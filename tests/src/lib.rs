@@ -615,6 +615,11 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// own thread (current-thread runtime), echoing text and binary; it stops
 /// by itself after 20 s.
 pub fn tungstenite_echo_server() -> SocketAddr {
+    tungstenite_echo_server_tls(None)
+}
+
+/// [`tungstenite_echo_server`], behind `tls` (tokio-rustls) when given.
+pub fn tungstenite_echo_server_tls(tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     l.set_nonblocking(true).unwrap();
@@ -628,15 +633,15 @@ pub fn tungstenite_echo_server() -> SocketAddr {
             let serve = async {
                 loop {
                     let Ok((s, _)) = l.accept().await else { return };
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        use futures_util::{SinkExt, StreamExt};
-                        let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                            return;
-                        };
-                        while let Some(Ok(m)) = ws.next().await {
-                            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                                return;
+                        match tls {
+                            Some(acceptor) => {
+                                if let Ok(s) = acceptor.accept(s).await {
+                                    echo_until_closed(s).await;
+                                }
                             }
+                            None => echo_until_closed(s).await,
                         }
                     });
                 }
@@ -645,4 +650,21 @@ pub fn tungstenite_echo_server() -> SocketAddr {
         });
     });
     addr
+}
+
+/// Server side of one tokio-tungstenite connection: upgrade, echo text and
+/// binary until the peer goes.
+async fn echo_until_closed<S>(s: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(s, Some(client_config())).await
+    else {
+        return;
+    };
+    while let Some(Ok(m)) = ws.next().await {
+        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+            return;
+        }
+    }
 }

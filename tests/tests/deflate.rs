@@ -170,6 +170,18 @@ impl Handler for Sender {
     }
 }
 
+/// A client-only engine running [`Sender`], and what it records.
+fn sender_engine(backend: Backend) -> (ringwire::ServerHandle, Recorder<Seen>) {
+    let seen = Recorder::new();
+    let s = seen.clone();
+    let engine = ringwire::Client::builder()
+        .backend(backend)
+        .reactors(1)
+        .start(move |_| Sender { seen: s.clone() })
+        .expect("client engine");
+    (engine, seen)
+}
+
 fn json_like(n: usize) -> Vec<u8> {
     let mut s = String::new();
     let mut i = 0;
@@ -223,13 +235,7 @@ fn client_with_python_server(backend: Backend) {
             true,
         ),
     ];
-    let engine_seen = Recorder::new();
-    let s = engine_seen.clone();
-    let engine = ringwire::Client::builder()
-        .backend(backend)
-        .reactors(1)
-        .start(move |_| Sender { seen: s.clone() })
-        .expect("client engine");
+    let (engine, engine_seen) = sender_engine(backend);
     for (server_params, pd, no_takeover) in cases {
         let mut child = Command::new(python())
             .arg(peer_script())
@@ -400,13 +406,7 @@ fn fake_server(extensions: &'static str) -> SocketAddr {
 }
 
 fn client_refuses_unoffered_answers(backend: Backend) {
-    let engine_seen = Recorder::new();
-    let s = engine_seen.clone();
-    let engine = ringwire::Client::builder()
-        .backend(backend)
-        .reactors(1)
-        .start(move |_| Sender { seen: s.clone() })
-        .expect("client engine");
+    let (engine, engine_seen) = sender_engine(backend);
     for answer in [
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; foo=1",

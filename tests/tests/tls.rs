@@ -113,43 +113,9 @@ fn server_echo_over_tls(backend: Backend) {
 /// A tokio-tungstenite echo server behind tokio-rustls with `tls`'s
 /// certificate; stops by itself after 20 s.
 fn tungstenite_wss_server(tls: &ServerTls) -> SocketAddr {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls_config().clone());
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            let serve = async {
-                loop {
-                    let Ok((s, _)) = l.accept().await else { return };
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(s).await else {
-                            return;
-                        };
-                        let Ok(mut ws) =
-                            tokio_tungstenite::accept_async_with_config(tls, Some(client_config()))
-                                .await
-                        else {
-                            return;
-                        };
-                        while let Some(Ok(m)) = ws.next().await {
-                            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(20), serve).await;
-        });
-    });
-    addr
+    tungstenite_echo_server_tls(Some(tokio_rustls::TlsAcceptor::from(
+        tls.rustls_config().clone(),
+    )))
 }
 
 #[derive(Debug, Clone, PartialEq)]
