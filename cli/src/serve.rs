@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use ringwire::{
     Backend, ConnHandle, ConnId, Handler, HttpRequest, HttpResponse, Message, Reject, Server,
-    Upgrade, UpgradeRequest, WebSocket,
+    SharedMessage, Upgrade, UpgradeRequest, WebSocket,
 };
 
 #[derive(Args, Debug)]
@@ -33,6 +33,21 @@ pub struct ServeArgs {
     /// One SO_REUSEPORT listener per reactor instead of an acceptor thread.
     #[arg(long)]
     reuse_port: bool,
+    /// Hard cap on one connection's send queue in bytes (past it the
+    /// connection is closed with 1008).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_buffered: usize,
+    /// Global output budget in bytes over all connections: while it is
+    /// exhausted, connections holding more than their fair share are shed.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_output: usize,
+    /// Seconds a peer has to answer our close frame, read our last bytes
+    /// and send its FIN before the connection is cut.
+    #[arg(long, default_value_t = 5.0)]
+    close_timeout: f64,
+    /// Seconds allowed for the shutdown (close handshakes) after SIGTERM.
+    #[arg(long, default_value_t = 5.0)]
+    grace: f64,
     /// Receive buffer size in bytes (io_uring: each provided buffer;
     /// epoll: the reactor's shared buffer).
     #[arg(long, default_value_t = 64 << 10)]
@@ -162,8 +177,14 @@ impl Handler for Demo {
                         .values()
                         .cloned()
                         .collect();
+                    // Built once; every member's mailbox entry shares it.
+                    // A member whose reactor's mailbox is full misses this
+                    // one (counted in the stats as `mailbox_refused`); a
+                    // member that does not read is shed by the send-queue
+                    // cap or the output budget.
+                    let shared = SharedMessage::text(t.as_str());
                     for m in members {
-                        m.send_text(t.as_str());
+                        let _ = m.send(&shared);
                     }
                 }
             }
@@ -209,7 +230,10 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .max_frame_size(a.max_message_size)
         .pin_cores(a.pin)
         .reuse_port(a.reuse_port)
-        .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20));
+        .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20))
+        .max_buffered(a.max_buffered)
+        .max_output_bytes(a.max_output)
+        .close_timeout(Duration::from_secs_f64(a.close_timeout.clamp(0.01, 3600.0)));
     if a.deflate {
         let mut d = ringwire::PermessageDeflate {
             shared: a.deflate_shared,
@@ -271,7 +295,7 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
     }
     eprintln!("ringwire serve: shutting down (1001 to every connection)");
     let stats = server.stats();
-    server.shutdown(Duration::from_secs(5));
+    server.shutdown(Duration::from_secs_f64(a.grace.clamp(0.0, 3600.0)));
     eprintln!("ringwire serve: stopped; {stats:?}");
     Ok(())
 }

@@ -76,10 +76,33 @@ pub struct Config {
     pub high_watermark: usize,
     /// Send queue size below which `on_drain` fires after backpressure.
     pub low_watermark: usize,
-    /// Hard cap on a connection's send queue.
+    /// Hard cap on a connection's send queue: a send that would take a
+    /// non-empty queue past it meets the `overflow` policy. A message sent
+    /// into an empty queue is always accepted (so one message of any size
+    /// up to `max_message_size` can be echoed). Default 4 MiB.
     pub max_buffered: usize,
-    /// What passing the hard cap does.
+    /// What passing the hard cap (or the output budget) does.
     pub overflow: OverflowPolicy,
+    /// Global output budget: bytes queued for sending over all
+    /// connections of all reactors. While it is exhausted, a send to a
+    /// connection already holding more than its fair share (the budget
+    /// divided by the open connections, at least 64 KiB) meets the
+    /// `overflow` policy: the slowest readers are closed (or their
+    /// messages dropped) while connections that keep up are served.
+    /// Default 256 MiB.
+    pub max_output_bytes: usize,
+    /// Messages from [`crate::ConnHandle`]s waiting in one reactor's
+    /// mailbox; beyond it handle sends return
+    /// [`crate::SendStatus::Dropped`]. Default 16,384.
+    pub mailbox_capacity: usize,
+    /// Payload bytes waiting in one reactor's mailbox; beyond it handle
+    /// sends return [`crate::SendStatus::Dropped`]. Default 64 MiB.
+    pub mailbox_bytes: usize,
+    /// Give freed memory back to the operating system after a burst of
+    /// output (glibc `malloc_trim`, at most once a second per reactor,
+    /// only after the reactor's queued output fell from above 32 MiB).
+    /// Default on; no effect with other allocators.
+    pub trim_memory: bool,
     /// Receive buffer size (epoll: the one shared buffer per reactor;
     /// io_uring: each provided buffer).
     pub recv_buffer_size: usize,
@@ -118,8 +141,12 @@ impl Default for Config {
             max_connections_per_reactor: 100_000,
             high_watermark: 1 << 20,
             low_watermark: 256 << 10,
-            max_buffered: 32 << 20,
+            max_buffered: 4 << 20,
             overflow: OverflowPolicy::Close,
+            max_output_bytes: 256 << 20,
+            mailbox_capacity: 16 << 10,
+            mailbox_bytes: 64 << 20,
+            trim_memory: true,
             recv_buffer_size: 64 << 10,
             recv_buffers: 128,
             ring_entries: 4096,

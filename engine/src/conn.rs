@@ -10,7 +10,22 @@ use ringwire_tls::{ClientSession, ServerSession, TlsSession};
 use crate::config::OverflowPolicy;
 use crate::handle::ConnId;
 use crate::handler::SendStatus;
-use crate::reactor::{Ctx, Ms};
+use crate::reactor::{Ctx, LogKind, Ms};
+
+/// What the backend should do with a connection's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseStep {
+    /// Nothing (open, or flushing, or waiting for the peer's FIN).
+    None,
+    /// Everything is written: send FIN (`shutdown(SHUT_WR)`) and keep
+    /// reading (discarding) until the peer's FIN, so that no unread input
+    /// turns our close into a reset that could destroy what we sent.
+    Shutdown,
+    /// Abandoned with a send in flight (io_uring): cancel it first.
+    Cancel,
+    /// Close the descriptor now.
+    Close,
+}
 
 /// The encoders are stateless: server frames unmasked, client frames
 /// masked with a fresh ThreadRng key each.
@@ -125,8 +140,13 @@ pub(crate) struct ConnIo {
     pub close_sent: bool,
     /// The peer's close frame arrived.
     pub close_received: bool,
-    /// Close TCP once the queue is flushed (no more reading).
+    /// No more frames either way: flush the queue, send FIN, read and
+    /// discard until the peer's FIN (or the close timeout), close.
     pub disconnect: bool,
+    /// The peer's FIN arrived (read returned 0): nothing more to read.
+    pub read_closed: bool,
+    /// Our FIN is out (`shutdown(SHUT_WR)` after the last byte).
+    pub fin_sent: bool,
     /// `on_close` has run (or must not: the handshake never completed).
     pub close_notified: bool,
     /// A send passed the high watermark; `on_drain` is owed.
@@ -135,7 +155,8 @@ pub(crate) struct ConnIo {
     pub dirty: bool,
     /// Code and reason to report in `on_close` when we end the connection.
     pub fail: Option<(CloseCode, &'static str)>,
-    /// The peer is gone or too slow to wait for: close without flushing.
+    /// The peer is gone or too slow to wait for: close without flushing
+    /// (io_uring cancels a send in flight first).
     pub abandoned: bool,
     /// Data messages have been sent (send buffers are worth keeping).
     pub streaming: bool,
@@ -234,6 +255,8 @@ impl ConnIo {
             close_sent: false,
             close_received: false,
             disconnect: false,
+            read_closed: false,
+            fin_sent: false,
             close_notified: false,
             backpressured: false,
             dirty: false,
@@ -250,10 +273,11 @@ impl ConnIo {
     /// encrypted (with whatever handshake or alert records the session
     /// has) just before they become the next batch, so plaintext and
     /// ciphertext never share a buffer.
-    pub fn next_chunk(&mut self) -> &[u8] {
+    pub fn next_chunk(&mut self, ctx: &mut Ctx) -> &[u8] {
         if let Some(tls) = self.tls.as_mut()
             && self.out.sent == self.out.sending.len()
         {
+            let before = self.out.buffered();
             let notify = self.disconnect && !self.abandoned && !tls.close_notify_sent;
             tls.close_notify_sent |= notify;
             let session = tls.session();
@@ -274,6 +298,7 @@ impl ConnIo {
             if session.wants_write() {
                 session.take_ciphertext(&mut self.out.pending);
             }
+            ctx.charge(self.out.buffered() as isize - before as isize);
         }
         self.out.next_chunk()
     }
@@ -293,6 +318,7 @@ impl ConnIo {
         if let Some(mut tls) = self.tls.take() {
             tls.session().take_ciphertext(&mut alert);
         }
+        ctx.charge(alert.len() as isize - self.out.pending.len() as isize);
         self.out.pending = alert;
         self.disconnect = true;
         self.mark_dirty(ctx);
@@ -313,16 +339,34 @@ impl ConnIo {
         self.abandoned = true;
         self.disconnect = true;
         if self.out.in_flight {
+            ctx.charge(-(self.out.pending.len() as isize));
             self.out.pending = Vec::new();
         } else {
+            ctx.charge(-(self.out.buffered() as isize));
             self.out = OutQueue::default();
         }
         self.mark_dirty(ctx);
     }
 
-    /// True when the socket should be closed now.
-    pub fn done(&self) -> bool {
-        self.disconnect && !self.out.in_flight && (self.abandoned || self.out.is_empty())
+    /// What the backend should do with the socket now.
+    pub fn close_step(&self) -> CloseStep {
+        if self.abandoned {
+            return if self.out.in_flight {
+                CloseStep::Cancel
+            } else {
+                CloseStep::Close
+            };
+        }
+        if !self.disconnect || self.out.in_flight || self.has_output() {
+            return CloseStep::None;
+        }
+        if self.read_closed {
+            CloseStep::Close
+        } else if !self.fin_sent {
+            CloseStep::Shutdown
+        } else {
+            CloseStep::None
+        }
     }
 
     pub fn mark_dirty(&mut self, ctx: &mut Ctx) {
@@ -335,29 +379,67 @@ impl ConnIo {
     /// Queues raw bytes (handshake responses).
     pub fn queue_raw(&mut self, ctx: &mut Ctx, bytes: &[u8]) {
         self.out.pending.extend_from_slice(bytes);
+        ctx.charge(bytes.len() as isize);
         self.mark_dirty(ctx);
+    }
+
+    /// Applies the overflow policy when a frame of `frame` bytes would pass
+    /// this connection's cap (a non-empty queue only: one message always
+    /// fits into an empty queue), or when the output budget is exhausted
+    /// and this connection holds more than its fair share. `Some(status)`
+    /// when the frame must not be queued.
+    ///
+    /// Policy `Close` at the cap: what was queued is still delivered, then
+    /// a 1008 close frame; the peer has the close timeout to read it all.
+    /// At the output budget memory is short for everyone: what this
+    /// connection has queued and not yet handed to the kernel is discarded
+    /// at once (see [`ConnIo::shed`]); `on_close` reports 1008 "output
+    /// budget exhausted".
+    fn over_limits(&mut self, ctx: &mut Ctx, frame: usize) -> Option<SendStatus> {
+        let buffered = self.out.buffered();
+        let cap = buffered > 0 && buffered + frame > ctx.limits.max_buffered;
+        if !cap && !ctx.budget_refuses(buffered, frame) {
+            return None;
+        }
+        ctx.stats.overflows += 1;
+        if ctx.limits.overflow == OverflowPolicy::Drop {
+            return Some(SendStatus::Dropped);
+        }
+        let why = if cap {
+            "send queue overflow"
+        } else {
+            "output budget exhausted"
+        };
+        if ctx.log.allow(LogKind::Overflow) {
+            tracing::warn!(peer = %self.peer, buffered, "{why}: closing with 1008");
+        }
+        if cap {
+            self.fail = Some((CloseCode::POLICY, why));
+            self.start_close(ctx, CloseCode::POLICY, why);
+        } else {
+            self.shed(ctx, why);
+        }
+        Some(SendStatus::Closed)
+    }
+
+    /// Closes a connection that cannot keep up while memory is short: what
+    /// is queued and not yet handed to the kernel is discarded (its memory
+    /// freed now), a 1008 close frame follows whatever is in flight, and
+    /// the socket closes after it (or at the close timeout, read or not).
+    pub fn shed(&mut self, ctx: &mut Ctx, why: &'static str) {
+        ctx.charge(-(self.out.pending.len() as isize));
+        self.out.pending = Vec::new();
+        self.fail_now(ctx, CloseCode::POLICY, why);
     }
 
     pub fn send_data(&mut self, ctx: &mut Ctx, text: bool, payload: &[u8]) -> SendStatus {
         if self.close_sent || self.disconnect {
             return SendStatus::Closed;
         }
-        let limits = &ctx.limits;
-        if self.out.buffered() + payload.len() + 14 > limits.max_buffered {
-            match limits.overflow {
-                OverflowPolicy::Drop => {
-                    ctx.stats.overflows += 1;
-                    return SendStatus::Dropped;
-                }
-                OverflowPolicy::Close => {
-                    tracing::warn!(peer = %self.peer, "send queue over the cap: closing with 1008");
-                    ctx.stats.overflows += 1;
-                    self.fail = Some((CloseCode::POLICY, "send queue overflow"));
-                    self.start_close(ctx, CloseCode::POLICY, "send queue overflow");
-                    return SendStatus::Closed;
-                }
-            }
+        if let Some(status) = self.over_limits(ctx, payload.len() + 14) {
+            return status;
         }
+        let before = self.out.pending.len();
         let op = if text { OpCode::Text } else { OpCode::Binary };
         let deflate = self
             .extras
@@ -395,6 +477,7 @@ impl ConnIo {
         }
         self.streaming = true;
         ctx.stats.msgs_out += 1;
+        ctx.charge((self.out.pending.len() - before) as isize);
         self.mark_dirty(ctx);
         if self.out.buffered() > ctx.limits.high_watermark {
             self.backpressured = true;
@@ -409,7 +492,9 @@ impl ConnIo {
             return SendStatus::Closed;
         }
         let p = &payload[..payload.len().min(125)];
+        let before = self.out.pending.len();
         self.encoder().frame(&mut self.out.pending, true, 0, op, p);
+        ctx.charge((self.out.pending.len() - before) as isize);
         self.mark_dirty(ctx);
         SendStatus::Sent
     }
@@ -419,8 +504,10 @@ impl ConnIo {
         if self.close_sent || self.disconnect {
             return;
         }
+        let before = self.out.pending.len();
         self.encoder()
             .close(&mut self.out.pending, Some(code), reason);
+        ctx.charge((self.out.pending.len() - before) as isize);
         self.close_sent = true;
         self.mark_dirty(ctx);
         if self.close_received {

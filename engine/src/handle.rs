@@ -12,6 +12,8 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 use ringwire_parser::CloseCode;
 
+use crate::handler::SendStatus;
+
 /// Identifies a connection: reactor, slab slot, and the slot's generation
 /// (so a handle to a closed connection never reaches a new one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,12 +23,12 @@ pub struct ConnId {
     pub(crate) generation: u32,
 }
 
-/// What other threads ask a reactor to do.
+/// What other threads ask a reactor to do, besides sending: the control
+/// mailbox (unbounded: accepts are bounded by the connection limits,
+/// connects and shutdowns by the application).
 pub(crate) enum Command {
     /// A freshly accepted socket.
     Accept(RawFd, std::net::SocketAddr),
-    /// A message for a connection.
-    Send(ConnId, Outgoing),
     /// Dial a WebSocket server from this reactor.
     Connect(Box<ConnectCmd>),
     /// Begin graceful shutdown: 1001 to everyone, stop when all are closed
@@ -49,6 +51,58 @@ pub(crate) enum Outgoing {
     Binary(Bytes),
     Ping(Bytes),
     Close(CloseCode, String),
+}
+
+impl Outgoing {
+    /// Payload bytes charged to the mailbox.
+    pub(crate) fn cost(&self) -> usize {
+        match self {
+            Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) => b.len(),
+            Outgoing::Close(_, r) => r.len(),
+        }
+    }
+}
+
+/// A message built once and sent to many connections through their
+/// [`ConnHandle`]s: clones share the payload (a reference count, no copy
+/// per recipient until the reactor frames it).
+#[derive(Debug, Clone)]
+pub struct SharedMessage {
+    text: bool,
+    data: Bytes,
+}
+
+impl SharedMessage {
+    /// A text message (valid UTF-8 by construction).
+    pub fn text(text: impl Into<String>) -> Self {
+        SharedMessage {
+            text: true,
+            data: Bytes::from(text.into().into_bytes()),
+        }
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<Bytes>) -> Self {
+        SharedMessage {
+            text: false,
+            data: data.into(),
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// True for a text message.
+    pub fn is_text(&self) -> bool {
+        self.text
+    }
 }
 
 /// Wakes a reactor blocked in epoll_wait / io_uring_enter: an eventfd the
@@ -120,8 +174,13 @@ pub struct ReactorStats {
     pub panics: AtomicU64,
     /// Connections closed by a timer.
     pub timeouts: AtomicU64,
-    /// Sends refused or connections closed by the send-queue cap.
+    /// Sends refused or connections closed by the send-queue cap or the
+    /// output budget.
     pub overflows: AtomicU64,
+    /// Bytes queued for sending on this reactor's connections now.
+    pub queued_bytes: AtomicUsize,
+    /// [`ConnHandle`] sends refused because the reactor's mailbox was full.
+    pub mailbox_refused: AtomicU64,
 }
 
 /// A snapshot of [`ReactorStats`] as plain numbers.
@@ -149,8 +208,12 @@ pub struct StatsSnapshot {
     pub panics: u64,
     /// Timer closes.
     pub timeouts: u64,
-    /// Send-queue overflows.
+    /// Send-queue overflows (cap or output budget).
     pub overflows: u64,
+    /// Bytes queued for sending now (a gauge).
+    pub queued_bytes: usize,
+    /// Handle sends refused at a full mailbox.
+    pub mailbox_refused: u64,
 }
 
 impl ReactorStats {
@@ -170,6 +233,8 @@ impl ReactorStats {
             panics: r(&self.panics),
             timeouts: r(&self.timeouts),
             overflows: r(&self.overflows),
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            mailbox_refused: r(&self.mailbox_refused),
         }
     }
 }
@@ -190,6 +255,8 @@ impl std::ops::Add for StatsSnapshot {
             panics: self.panics + o.panics,
             timeouts: self.timeouts + o.timeouts,
             overflows: self.overflows + o.overflows,
+            queued_bytes: self.queued_bytes + o.queued_bytes,
+            mailbox_refused: self.mailbox_refused + o.mailbox_refused,
         }
     }
 }
@@ -198,11 +265,21 @@ impl std::ops::Add for StatsSnapshot {
 #[derive(Debug)]
 pub(crate) struct ReactorShared {
     pub id: u16,
+    /// Control mailbox: accepts, connects, shutdown.
     pub tx: Sender<Command>,
+    /// Data mailbox: handle sends (bounded by `Config::mailbox_capacity`).
+    pub data_tx: Sender<(ConnId, Outgoing)>,
+    /// Payload bytes in the data mailbox now.
+    pub mailbox_bytes: AtomicUsize,
+    /// Most payload bytes the data mailbox may hold.
+    pub mailbox_bytes_limit: usize,
     pub waker: Waker,
     pub stats: ReactorStats,
     /// Connections over all reactors (for the global limit).
     pub total_open: Arc<AtomicUsize>,
+    /// Bytes queued for sending over all reactors (the output budget),
+    /// published by each reactor in steps (see `Ctx::publish_output`).
+    pub output_bytes: Arc<AtomicUsize>,
 }
 
 impl ReactorShared {
@@ -211,11 +288,52 @@ impl ReactorShared {
         self.waker.wake();
         ok
     }
+
+    /// Puts a handle's frame into the data mailbox, within its bounds.
+    fn send_data(&self, id: ConnId, out: Outgoing) -> SendStatus {
+        let cost = out.cost();
+        let before = self.mailbox_bytes.fetch_add(cost, Ordering::AcqRel);
+        if before > 0 && before + cost > self.mailbox_bytes_limit {
+            self.mailbox_bytes.fetch_sub(cost, Ordering::AcqRel);
+            self.stats.mailbox_refused.fetch_add(1, Ordering::Relaxed);
+            return SendStatus::Dropped;
+        }
+        match self.data_tx.try_send((id, out)) {
+            Ok(()) => {
+                self.waker.wake();
+                let cap = self.data_tx.capacity().unwrap_or(usize::MAX);
+                if self.data_tx.len() * 2 > cap || (before + cost) * 2 > self.mailbox_bytes_limit {
+                    SendStatus::Backpressure
+                } else {
+                    SendStatus::Sent
+                }
+            }
+            Err(e) => {
+                self.mailbox_bytes.fetch_sub(cost, Ordering::AcqRel);
+                match e {
+                    crossbeam_channel::TrySendError::Full(_) => {
+                        self.stats.mailbox_refused.fetch_add(1, Ordering::Relaxed);
+                        SendStatus::Dropped
+                    }
+                    crossbeam_channel::TrySendError::Disconnected(_) => SendStatus::Closed,
+                }
+            }
+        }
+    }
 }
 
-/// Sends to one connection from any thread. Cheap to clone. Sends to a
-/// connection that has closed are dropped silently (the result says so
-/// only when the reactor itself is gone).
+/// Sends to one connection from any thread. Cheap to clone.
+///
+/// Sends go through the connection's reactor's mailbox, which is bounded
+/// (`Config::mailbox_capacity` messages, `Config::mailbox_bytes` payload
+/// bytes). The status says what happened at the mailbox:
+/// [`SendStatus::Sent`] (queued), [`SendStatus::Backpressure`] (queued,
+/// but the mailbox is more than half full: slow down),
+/// [`SendStatus::Dropped`] (not queued: the mailbox is full) or
+/// [`SendStatus::Closed`] (the reactor has stopped). A queued message then
+/// meets the same rules as a [`crate::WebSocket`] send on the reactor (the
+/// connection's cap, the output budget); a message for a connection that
+/// has closed meanwhile is discarded there.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     shared: Arc<ReactorShared>,
@@ -232,28 +350,38 @@ impl ConnHandle {
         self.id
     }
 
-    /// Queues a text message. Returns false if the reactor has stopped.
-    pub fn send_text(&self, text: impl Into<String>) -> bool {
+    /// Queues a text message.
+    pub fn send_text(&self, text: impl Into<String>) -> SendStatus {
         let b = Bytes::from(text.into().into_bytes());
-        self.shared.send(Command::Send(self.id, Outgoing::Text(b)))
+        self.shared.send_data(self.id, Outgoing::Text(b))
     }
 
-    /// Queues a binary message. Returns false if the reactor has stopped.
-    pub fn send_binary(&self, data: impl Into<Bytes>) -> bool {
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> SendStatus {
         self.shared
-            .send(Command::Send(self.id, Outgoing::Binary(data.into())))
+            .send_data(self.id, Outgoing::Binary(data.into()))
+    }
+
+    /// Queues a message built once for many recipients (no copy here).
+    pub fn send(&self, msg: &SharedMessage) -> SendStatus {
+        let out = if msg.text {
+            Outgoing::Text(msg.data.clone())
+        } else {
+            Outgoing::Binary(msg.data.clone())
+        };
+        self.shared.send_data(self.id, out)
     }
 
     /// Queues a ping.
-    pub fn ping(&self, payload: impl Into<Bytes>) -> bool {
+    pub fn ping(&self, payload: impl Into<Bytes>) -> SendStatus {
         self.shared
-            .send(Command::Send(self.id, Outgoing::Ping(payload.into())))
+            .send_data(self.id, Outgoing::Ping(payload.into()))
     }
 
     /// Starts the close handshake.
-    pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> bool {
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) -> SendStatus {
         self.shared
-            .send(Command::Send(self.id, Outgoing::Close(code, reason.into())))
+            .send_data(self.id, Outgoing::Close(code, reason.into()))
     }
 }
 

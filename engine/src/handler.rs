@@ -173,10 +173,20 @@ pub enum SendStatus {
     /// Queued, but the queue is above the high watermark: slow down until
     /// `on_drain`.
     Backpressure,
-    /// Not queued: it would have passed the hard cap (policy `Drop`).
+    /// Not queued: it would have passed the connection's cap, or the
+    /// output budget is exhausted and this connection is behind (policy
+    /// `Drop`); from a [`crate::ConnHandle`]: the reactor's mailbox is full.
     Dropped,
     /// Not queued: the connection is closing or closed.
     Closed,
+}
+
+impl SendStatus {
+    /// True when the message was queued ([`Sent`](Self::Sent) or
+    /// [`Backpressure`](Self::Backpressure)).
+    pub fn is_queued(self) -> bool {
+        matches!(self, SendStatus::Sent | SendStatus::Backpressure)
+    }
 }
 
 /// The connection as a callback sees it: its user state and its sending

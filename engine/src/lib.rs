@@ -41,7 +41,7 @@ mod server;
 pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
 pub use deflate::PermessageDeflate;
-pub use handle::{ConnHandle, ConnId, ServerHandle, StatsSnapshot};
+pub use handle::{ConnHandle, ConnId, ServerHandle, SharedMessage, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};

@@ -91,8 +91,16 @@ impl ServerBuilder {
         low_watermark: usize);
     setter!(/// Send queue hard cap.
         max_buffered: usize);
-    setter!(/// Policy at the hard cap.
+    setter!(/// Policy at the hard cap and when the output budget is exhausted.
         overflow: OverflowPolicy);
+    setter!(/// Global output budget in bytes (all connections, all reactors).
+        max_output_bytes: usize);
+    setter!(/// Handle messages waiting per reactor mailbox.
+        mailbox_capacity: usize);
+    setter!(/// Handle payload bytes waiting per reactor mailbox.
+        mailbox_bytes: usize);
+    setter!(/// Return freed memory to the OS after output bursts (glibc).
+        trim_memory: bool);
     setter!(/// Receive buffer size.
         recv_buffer_size: usize);
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
@@ -158,6 +166,7 @@ impl ServerBuilder {
 
         let factory = Arc::new(factory);
         let total_open = Arc::new(AtomicUsize::new(0));
+        let output_bytes = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
         let mut reactors = Vec::new();
         let mut threads = Vec::new();
@@ -171,12 +180,17 @@ impl ServerBuilder {
         };
         for (i, listener) in own_listeners.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
+            let (data_tx, data_rx) = crossbeam_channel::bounded(cfg.mailbox_capacity.max(1));
             let shared = Arc::new(ReactorShared {
                 id: i as u16,
                 tx,
+                data_tx,
+                mailbox_bytes: AtomicUsize::new(0),
+                mailbox_bytes_limit: cfg.mailbox_bytes,
                 waker: Waker::new()?,
                 stats: ReactorStats::default(),
                 total_open: total_open.clone(),
+                output_bytes: output_bytes.clone(),
             });
             reactors.push(shared.clone());
             let cfg = cfg.clone();
@@ -188,7 +202,7 @@ impl ServerBuilder {
                         pin_to_core(i);
                     }
                     let handler = factory(i);
-                    let mut core = Core::new(handler, cfg, shared, rx);
+                    let mut core = Core::new(handler, cfg, shared, rx, data_rx);
                     core.listener = listener;
                     let r = match backend {
                         "io_uring" => uring::run(core),

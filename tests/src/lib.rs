@@ -324,7 +324,30 @@ impl RawClient {
         path: &str,
         extensions: Option<&str>,
     ) -> (RawClient, Option<String>) {
-        let mut sock = tcp_connect(addr);
+        Self::handshake_over(tcp_connect(addr), addr, path, extensions)
+    }
+
+    /// Connects on `path` with a receive buffer of `rcvbuf` bytes set
+    /// before connecting (so the advertised window stays small): a client
+    /// that does not read then stalls the server's sends quickly.
+    pub fn connect_rcvbuf(addr: SocketAddr, path: &str, rcvbuf: usize) -> RawClient {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        s.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        s.connect_timeout(&addr.into(), STEP).expect("connect");
+        let sock: TcpStream = s.into();
+        sock.set_read_timeout(Some(STEP)).unwrap();
+        sock.set_write_timeout(Some(STEP)).unwrap();
+        sock.set_nodelay(true).unwrap();
+        Self::handshake_over(sock, addr, path, None).0
+    }
+
+    fn handshake_over(
+        mut sock: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        extensions: Option<&str>,
+    ) -> (RawClient, Option<String>) {
         let host = addr.to_string();
         let mut req = Vec::new();
         let hs = ClientHandshake::new(

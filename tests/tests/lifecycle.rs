@@ -103,10 +103,10 @@ fn conn_handle_from_another_thread(backend: Backend) {
             let handle = hs.wait_len(1)[0].clone();
             let h = handle.clone();
             std::thread::spawn(move || {
-                assert!(h.send_text("from another thread"));
-                assert!(h.send_binary(vec![1u8, 2, 3]));
-                assert!(h.ping(&b"handle ping"[..]));
-                assert!(h.close(CloseCode(4002), "closed by handle"));
+                assert!(h.send_text("from another thread").is_queued());
+                assert!(h.send_binary(vec![1u8, 2, 3]).is_queued());
+                assert!(h.ping(&b"handle ping"[..]).is_queued());
+                assert!(h.close(CloseCode(4002), "closed by handle").is_queued());
             })
             .join()
             .expect("sender thread");
@@ -131,7 +131,11 @@ fn conn_handle_from_another_thread(backend: Backend) {
         handle
     });
     stop(server);
-    assert!(!handle.send_text("after shutdown"), "the reactor is gone");
+    assert_eq!(
+        handle.send_text("after shutdown"),
+        ringwire::SendStatus::Closed,
+        "the reactor is gone"
+    );
 }
 
 /// A handle to a closed connection never reaches the connection that
@@ -150,8 +154,8 @@ fn stale_handle_is_ignored(backend: Backend) {
     let mut second = RawClient::connect(addr);
     let fresh = handles.wait_len(2)[1].clone();
     assert_ne!(stale.id(), fresh.id());
-    assert!(stale.send_text("stale"));
-    assert!(fresh.send_text("fresh"));
+    assert!(stale.send_text("stale").is_queued());
+    assert!(fresh.send_text("fresh").is_queued());
     assert_eq!(second.expect_frame(), Frame::Text("fresh".into()));
     second.send_close(None, "");
     assert_eq!(second.expect_close(), (None, String::new()));

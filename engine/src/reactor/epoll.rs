@@ -7,7 +7,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use super::Core;
+use crate::conn::CloseStep;
 use crate::handler::Handler;
+
+/// Most bytes read from one connection per loop iteration, in receive
+/// buffers: a peer that keeps its socket readable cannot starve the other
+/// connections, the mailbox or the timers. What is left is read in the
+/// next iteration (edge-triggered epoll brings no new edge for it).
+const READS_PER_ITERATION: usize = 16;
 
 const WAKER_TOKEN: u64 = u64::MAX;
 const LISTENER_TOKEN: u64 = u64::MAX - 1;
@@ -102,12 +109,17 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
     let mut buf = vec![0u8; core.config().recv_buffer_size];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut dirty = Vec::new();
+    // Connections whose read budget ran out with bytes left (slot,
+    // generation), and the list being worked through.
+    let mut again: Vec<(u32, u32)> = Vec::new();
+    let mut again_now: Vec<(u32, u32)> = Vec::new();
 
     loop {
-        let timeout = if core.ctx.dirty.is_empty() {
-            core.timeout().min(Duration::from_secs(1))
-        } else {
+        let busy = !core.ctx.dirty.is_empty() || !again.is_empty() || core.mailbox_more;
+        let timeout = if busy {
             Duration::ZERO
+        } else {
+            core.timeout().min(Duration::from_secs(1))
         };
         let n = match ep.wait(&mut events, timeout) {
             Ok(n) => n,
@@ -121,15 +133,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 let mut v = 0u64;
                 // SAFETY: reads 8 bytes into a valid u64 from our eventfd.
                 unsafe { libc::read(waker_fd, (&mut v as *mut u64).cast(), 8) };
-                core.drain_mailbox();
-                for slot in std::mem::take(&mut core.new_conns) {
-                    register(&ep, &mut core, slot);
-                }
-                // A connecting socket reports the connect's outcome as
-                // writable (EPOLLOUT) or failed (EPOLLERR/HUP).
-                for slot in std::mem::take(&mut core.connecting) {
-                    register(&ep, &mut core, slot);
-                }
+                mailbox(&ep, &mut core);
                 continue;
             }
             if tok == LISTENER_TOKEN {
@@ -151,11 +155,27 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 // later edge will report it, so read on until 0.
                 let peer_done =
                     bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
-                read_all(&mut core, slot, fd, &mut buf, peer_done);
+                if read_some(&mut core, slot, fd, &mut buf, peer_done) {
+                    again.push((slot, (tok >> 32) as u32));
+                }
             }
             if bits & libc::EPOLLOUT as u32 != 0 {
                 core.mark_dirty(slot);
             }
+        }
+        // Connections left readable by their budget in the last iteration.
+        std::mem::swap(&mut again, &mut again_now);
+        for (slot, generation) in again_now.drain(..) {
+            if core.generation(slot) != Some(generation) {
+                continue;
+            }
+            let fd = core.conn(slot).map_or(-1, |c| c.fd);
+            if read_some(&mut core, slot, fd, &mut buf, true) {
+                again.push((slot, generation));
+            }
+        }
+        if core.mailbox_more {
+            mailbox(&ep, &mut core);
         }
         if accept_paused
             && core.tick_due()
@@ -190,6 +210,19 @@ fn register<H: Handler>(ep: &Epoll, core: &mut Core<H>, slot: u32) {
     }
 }
 
+/// Applies the mailbox and watches the sockets it brought.
+fn mailbox<H: Handler>(ep: &Epoll, core: &mut Core<H>) {
+    core.drain_mailbox();
+    for slot in std::mem::take(&mut core.new_conns) {
+        register(ep, core, slot);
+    }
+    // A connecting socket reports the connect's outcome as writable
+    // (EPOLLOUT) or failed (EPOLLERR/HUP).
+    for slot in std::mem::take(&mut core.connecting) {
+        register(ep, core, slot);
+    }
+}
+
 /// Accepts everything waiting on this reactor's own listener.
 fn accept_all<H: Handler>(ep: &Epoll, core: &mut Core<H>, paused: &mut bool) {
     loop {
@@ -216,13 +249,25 @@ fn accept_all<H: Handler>(ep: &Epoll, core: &mut Core<H>, paused: &mut bool) {
     }
 }
 
-/// Reads until the socket is drained (edge-triggered), feeding the core.
+/// Reads until the socket is drained (edge-triggered) or the connection's
+/// budget for this iteration is spent, feeding the core; a closing
+/// connection's input is read and discarded until the peer's FIN.
 /// `peer_done`: the event reported a hang-up, so a short read is not the
-/// end (the EOF behind the data brings no new edge).
-fn read_all<H: Handler>(core: &mut Core<H>, slot: u32, fd: RawFd, buf: &mut [u8], peer_done: bool) {
-    loop {
-        if core.conn(slot).is_none_or(|c| c.io.disconnect) {
-            return;
+/// end (the EOF behind the data brings no new edge). Returns true when the
+/// budget ran out with the socket possibly still readable.
+fn read_some<H: Handler>(
+    core: &mut Core<H>,
+    slot: u32,
+    fd: RawFd,
+    buf: &mut [u8],
+    peer_done: bool,
+) -> bool {
+    for _ in 0..READS_PER_ITERATION {
+        if core
+            .conn(slot)
+            .is_none_or(|c| c.io.abandoned || c.io.read_closed)
+        {
+            return false;
         }
         // SAFETY: reads into our buffer of `buf.len()` bytes.
         let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -232,36 +277,36 @@ fn read_all<H: Handler>(core: &mut Core<H>, slot: u32, fd: RawFd, buf: &mut [u8]
             if n < buf.len() && !peer_done {
                 // A short read drained the socket; a new arrival brings a
                 // new edge.
-                return;
+                return false;
             }
         } else if r == 0 {
             core.on_eof(slot);
-            return;
+            return false;
         } else {
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock => return,
+                io::ErrorKind::WouldBlock => return false,
                 io::ErrorKind::Interrupted => continue,
                 _ => {
                     tracing::debug!("read failed: {e}");
-                    core.on_eof(slot);
-                    return;
+                    core.on_io_error(slot);
+                    return false;
                 }
             }
         }
     }
+    true
 }
 
-/// Writes every dirty connection's queue; closes connections that are done.
+/// Writes every dirty connection's queue; sends FIN after the last byte
+/// of a closing connection and closes those that are done.
 fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
     core.take_dirty(dirty);
     for &slot in dirty.iter() {
-        while let Some(conn) = core.conn_mut(slot) {
-            if conn.io.abandoned {
-                break;
-            }
-            let fd = conn.fd;
-            let chunk = conn.io.next_chunk();
+        let Some(fd) = core.conn(slot).map(|c| c.fd) else {
+            continue;
+        };
+        while let Some(chunk) = core.next_chunk(slot) {
             if chunk.is_empty() {
                 break;
             }
@@ -279,14 +324,21 @@ fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
                     io::ErrorKind::Interrupted => continue,
                     _ => {
                         tracing::debug!("send failed: {e}");
-                        core.on_eof(slot);
+                        core.on_io_error(slot);
                         break;
                     }
                 }
             }
         }
-        if core.should_close(slot) {
-            close_conn(core, slot);
+        match core.close_step(slot) {
+            CloseStep::None => {}
+            CloseStep::Shutdown => {
+                // SAFETY: shutdown on the slot's own socket.
+                unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                core.on_fin_sent(slot);
+            }
+            // Nothing is ever in flight with epoll.
+            CloseStep::Cancel | CloseStep::Close => close_conn(core, slot),
         }
     }
 }

@@ -6,7 +6,10 @@
 //! [`Core::should_close`] says is done.
 
 pub(crate) mod epoll;
+mod loglimit;
 pub(crate) mod uring;
+
+pub(crate) use loglimit::{LogKind, LogLimiter};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, TryRecvError};
 use ringwire_parser::handshake::{
     ClientHandshake, ClientHandshakeError, ClientRequest, HandshakeError, Request, RequestLimits,
     parse_request, write_accept_response, write_http_response,
@@ -30,9 +33,21 @@ use ringwire_tls::TlsError;
 
 use crate::client::{ConnectError, ConnectOptions, WsUrl};
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{Conn, ConnIo, Dial, Extras, Phase, Tls};
+use crate::conn::{CloseStep, Conn, ConnIo, Dial, Extras, Phase, Tls};
 use crate::deflate::{ConnDeflate, PermessageDeflate, SharedCodecs};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
+
+/// Below this many queued bytes a connection is never refused by the
+/// output budget (and the budget is not even looked at).
+const MIN_FAIR_SHARE: usize = 64 << 10;
+/// A reactor publishes its queued-bytes count to the global total when
+/// its unpublished change reaches this (and once per loop iteration).
+const OUTPUT_PUBLISH_STEP: isize = 256 << 10;
+/// Handle messages applied per loop iteration (the rest wait for the next
+/// one, so sockets and timers are served in between).
+const MAILBOX_BATCH: usize = 1024;
+/// Handle payload bytes applied per loop iteration.
+const MAILBOX_BATCH_BYTES: usize = 4 << 20;
 use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
 use ringwire_parser::deflate::{self as pmd, DeflateParams};
 
@@ -43,6 +58,8 @@ pub(crate) struct SendLimits {
     pub low_watermark: usize,
     pub max_buffered: usize,
     pub overflow: OverflowPolicy,
+    /// The global output budget (`Config::max_output_bytes`).
+    pub max_output: usize,
 }
 
 /// What callbacks can reach besides their own connection.
@@ -57,6 +74,55 @@ pub(crate) struct Ctx {
     pub timers: BinaryHeap<Reverse<Timer>>,
     /// permessage-deflate: the reactor's shared codecs and scratch buffer.
     pub deflate: SharedCodecs,
+    /// Bytes queued for sending on this reactor's connections.
+    pub out_bytes: usize,
+    /// Change of `out_bytes` not yet added to the global total.
+    pub out_unpublished: isize,
+    /// Rate limits for log lines peers can cause.
+    pub log: LogLimiter,
+}
+
+impl Ctx {
+    /// Records `delta` bytes added to (or removed from) a send queue.
+    #[inline]
+    pub fn charge(&mut self, delta: isize) {
+        self.out_bytes = self.out_bytes.wrapping_add_signed(delta);
+        self.out_unpublished += delta;
+        if self.out_unpublished.abs() >= OUTPUT_PUBLISH_STEP {
+            self.publish_output();
+        }
+    }
+
+    /// Adds this reactor's unpublished change to the global total.
+    pub fn publish_output(&mut self) {
+        let d = std::mem::take(&mut self.out_unpublished);
+        if d > 0 {
+            self.shared
+                .output_bytes
+                .fetch_add(d as usize, Ordering::Relaxed);
+        } else if d < 0 {
+            self.shared
+                .output_bytes
+                .fetch_sub(d.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    /// True when the output budget refuses a frame of `frame` bytes to a
+    /// connection holding `buffered` bytes: the budget is exhausted and
+    /// the connection holds more than its fair share. Queues under
+    /// [`MIN_FAIR_SHARE`] skip the check (no atomics on the hot path).
+    pub fn budget_refuses(&self, buffered: usize, frame: usize) -> bool {
+        if buffered <= MIN_FAIR_SHARE {
+            return false;
+        }
+        let global = self.shared.output_bytes.load(Ordering::Relaxed) as isize;
+        let used = global + self.out_unpublished + frame as isize;
+        if used <= self.limits.max_output as isize {
+            return false;
+        }
+        let open = self.shared.total_open.load(Ordering::Relaxed).max(1);
+        buffered > (self.limits.max_output / open).max(MIN_FAIR_SHARE)
+    }
 }
 
 /// A handler timer: when, for which connection, and the handler's token.
@@ -124,6 +190,15 @@ pub(crate) struct Core<H: Handler> {
     free: Vec<u32>,
     open: usize,
     rx: Receiver<Command>,
+    /// Handle sends (bounded).
+    data_rx: Receiver<(ConnId, Outgoing)>,
+    /// The data mailbox was not emptied in the last drain: drain again in
+    /// the next iteration without waiting.
+    pub mailbox_more: bool,
+    /// Highest `out_bytes` since memory was last given back.
+    out_peak: usize,
+    /// When memory was last given back (`Config::trim_memory`).
+    last_trim: Instant,
     /// Connections accepted from the mailbox that the backend must arm.
     pub new_conns: Vec<u32>,
     /// Client connections whose connect the backend must watch.
@@ -146,12 +221,19 @@ pub(crate) struct Core<H: Handler> {
 const TLS_SCRATCH_KEEP: usize = 1 << 20;
 
 impl<H: Handler> Core<H> {
-    pub fn new(handler: H, cfg: Config, shared: Arc<ReactorShared>, rx: Receiver<Command>) -> Self {
+    pub fn new(
+        handler: H,
+        cfg: Config,
+        shared: Arc<ReactorShared>,
+        rx: Receiver<Command>,
+        data_rx: Receiver<(ConnId, Outgoing)>,
+    ) -> Self {
         let limits = SendLimits {
             high_watermark: cfg.high_watermark,
             low_watermark: cfg.low_watermark,
             max_buffered: cfg.max_buffered,
             overflow: cfg.overflow,
+            max_output: cfg.max_output_bytes,
         };
         Core {
             handler,
@@ -162,12 +244,19 @@ impl<H: Handler> Core<H> {
                 dirty: Vec::new(),
                 timers: BinaryHeap::new(),
                 deflate: SharedCodecs::default(),
+                out_bytes: 0,
+                out_unpublished: 0,
+                log: LogLimiter::default(),
             },
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
             open: 0,
             rx,
+            data_rx,
+            mailbox_more: false,
+            out_peak: 0,
+            last_trim: Instant::now(),
             new_conns: Vec::new(),
             connecting: Vec::new(),
             listener: None,
@@ -259,7 +348,9 @@ impl<H: Handler> Core<H> {
             || total > self.cfg.max_connections
             || self.shutdown.is_some()
         {
-            tracing::warn!(%peer, open = self.open, total, "connection limit reached: 503");
+            if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                tracing::warn!(%peer, open = self.open, total, "connection limit reached: 503");
+            }
             self.ctx.stats.handshake_errors += 1;
             // Answered once the request is in: closing with the request
             // unread would reset the connection and could discard the 503.
@@ -437,6 +528,8 @@ impl<H: Handler> Core<H> {
         let Some(mut conn) = self.slots[slot as usize].conn.take() else {
             return;
         };
+        // Whatever is still queued (an abandoned batch) is freed with it.
+        self.ctx.charge(-(conn.io.out.buffered() as isize));
         if let Some(state) = conn.dial.take().and_then(|d| d.state) {
             self.report_connect_error(state, ConnectError::Closed);
         }
@@ -452,10 +545,32 @@ impl<H: Handler> Core<H> {
         self.ctx.shared.total_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// True when the connection's socket should be closed now: it is done
-    /// and everything queued has been written.
-    pub fn should_close(&self, slot: u32) -> bool {
-        self.conn(slot).is_some_and(|c| c.io.done())
+    /// What the backend should do with this connection's socket now (see
+    /// [`CloseStep`]).
+    pub fn close_step(&self, slot: u32) -> CloseStep {
+        self.conn(slot)
+            .map_or(CloseStep::None, |c| c.io.close_step())
+    }
+
+    /// The backend sent our FIN (`shutdown(SHUT_WR)`): the peer now has
+    /// the close timeout to send its own while we read and discard.
+    pub fn on_fin_sent(&mut self, slot: u32) {
+        let deadline = self.now.plus(self.cfg.close_timeout);
+        if let Some(c) = self.conn_mut(slot) {
+            c.io.fin_sent = true;
+            c.close_armed = true;
+            c.deadline = deadline;
+        }
+    }
+
+    /// The bytes to write next for `slot` (TLS: encrypted now), or `None`
+    /// for a connection that is gone or abandoned.
+    pub fn next_chunk(&mut self, slot: u32) -> Option<&[u8]> {
+        let conn = self.slots.get_mut(slot as usize)?.conn.as_mut()?;
+        if conn.io.abandoned {
+            return None;
+        }
+        Some(conn.io.next_chunk(&mut self.ctx))
     }
 
     /// Puts a connection with queued bytes on the write list.
@@ -484,6 +599,7 @@ impl<H: Handler> Core<H> {
     /// The backend wrote `n` bytes of this connection's queue.
     pub fn on_written(&mut self, slot: u32, n: usize) {
         self.ctx.stats.bytes_out += n as u64;
+        self.ctx.charge(-(n as isize));
         let low = self.ctx.limits.low_watermark;
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
@@ -508,8 +624,48 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// The peer closed its side (read returned 0) or the socket failed.
+    /// The peer closed its sending side (read returned 0). Everything it
+    /// sent before has been processed; what the handler queued is still
+    /// flushed (bounded by the close timeout) before the socket closes. A
+    /// peer that half-closes without a close frame ends the WebSocket
+    /// abnormally (1006 to `on_close`), but its answers are not lost.
     pub fn on_eof(&mut self, slot: u32) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        conn.io.read_closed = true;
+        match conn.phase {
+            Phase::Connecting | Phase::ClientHandshake => {
+                let err = if conn.phase == Phase::Connecting {
+                    ConnectError::Refused
+                } else {
+                    ConnectError::Closed
+                };
+                return self.fail_connect(slot, err);
+            }
+            Phase::Handshake => {
+                // No complete request: nothing to answer.
+                conn.io.close_notified = true;
+                conn.io.abandon(&mut self.ctx);
+            }
+            Phase::Open | Phase::Draining => {}
+        }
+        conn.phase = Phase::Draining;
+        conn.io.disconnect = true;
+        // Marked even with nothing queued, so the backend looks at it.
+        conn.io.mark_dirty(&mut self.ctx);
+        if !conn.io.close_notified {
+            let (code, reason) = conn
+                .io
+                .fail
+                .unwrap_or((CloseCode::ABNORMAL, "peer closed without a close frame"));
+            self.notify_close_slot(slot, code, reason);
+        }
+    }
+
+    /// Reading or writing failed (reset, broken pipe): the peer is gone,
+    /// nothing queued can reach it.
+    pub fn on_io_error(&mut self, slot: u32) {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
@@ -521,8 +677,8 @@ impl<H: Handler> Core<H> {
             };
             return self.fail_connect(slot, err);
         }
+        conn.io.read_closed = true;
         conn.phase = Phase::Draining;
-        // Nobody is reading what we would still send.
         conn.io.abandon(&mut self.ctx);
     }
 
@@ -534,6 +690,11 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
+        if conn.io.disconnect {
+            // Closing: input is read only so that closing does not reset
+            // the connection; it is discarded.
+            return;
+        }
         conn.last_rx = self.now;
         conn.ping_sent = None;
         if conn.io.tls.is_some() {
@@ -576,7 +737,9 @@ impl<H: Handler> Core<H> {
                 }
             }
             Err(TlsError::PlaintextHttp) => {
-                tracing::info!(peer = %conn.io.peer, "plaintext HTTP on the TLS port: 400");
+                if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                    tracing::info!(peer = %conn.io.peer, "plaintext HTTP on the TLS port: 400");
+                }
                 self.ctx.stats.handshake_errors += 1;
                 // Answered in the clear: the client speaks no TLS.
                 conn.io.tls = None;
@@ -590,10 +753,13 @@ impl<H: Handler> Core<H> {
                         self.fail_connect(slot, ConnectError::Tls(e.to_string()));
                     }
                     _ => {
+                        let log = self.ctx.log.allow(LogKind::TlsError);
                         if handshaking {
-                            tracing::info!(peer = %conn.io.peer, "TLS handshake failed: {e}");
+                            if log {
+                                tracing::info!(peer = %conn.io.peer, "TLS handshake failed: {e}");
+                            }
                             self.ctx.stats.handshake_errors += 1;
-                        } else {
+                        } else if log {
                             tracing::info!(peer = %conn.io.peer, "TLS error: {e}; closing");
                         }
                         if conn.phase == Phase::Handshake {
@@ -780,7 +946,9 @@ impl<H: Handler> Core<H> {
         match parsed {
             Ok(None) => Outcome::Wait,
             Err(e) => {
-                tracing::info!(%peer, status = e.status(), "handshake rejected: {}", e.reason());
+                if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                    tracing::info!(%peer, status = e.status(), "handshake rejected: {}", e.reason());
+                }
                 self.ctx.stats.handshake_errors += 1;
                 e.write_response(&mut out);
                 Outcome::Respond(out)
@@ -823,7 +991,9 @@ impl<H: Handler> Core<H> {
                             Ok(Some((params, resp))) => (Some(params), Some(resp)),
                             Ok(None) => (None, None),
                             Err(e) => {
-                                tracing::info!(%peer, "bad permessage-deflate offer: {e}: 400");
+                                if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                                    tracing::info!(%peer, "bad permessage-deflate offer: {e}: 400");
+                                }
                                 self.ctx.stats.handshake_errors += 1;
                                 HandshakeError::new(400, "malformed permessage-deflate offer")
                                     .write_response(&mut out);
@@ -846,7 +1016,9 @@ impl<H: Handler> Core<H> {
                         }
                     }
                     Ok(Err(reject)) => {
-                        tracing::info!(%peer, status = reject.status, "upgrade rejected by the handler");
+                        if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                            tracing::info!(%peer, status = reject.status, "upgrade rejected by the handler");
+                        }
                         self.ctx.stats.handshake_errors += 1;
                         write_http_response(
                             &mut out,
@@ -925,7 +1097,9 @@ impl<H: Handler> Core<H> {
             let d = match decoder.decode(&mut data[pos..]) {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::info!(peer = %io.peer, code = e.code().as_u16(), "protocol error: {e}");
+                    if ctx.log.allow(LogKind::ProtocolError) {
+                        tracing::info!(peer = %io.peer, code = e.code().as_u16(), "protocol error: {e}");
+                    }
                     ctx.stats.protocol_errors += 1;
                     io.fail_now(ctx, e.code(), e.reason());
                     break;
@@ -990,7 +1164,9 @@ impl<H: Handler> Core<H> {
             match r {
                 Ok(None) => {}
                 Ok(Some(Err((code, reason)))) => {
-                    tracing::info!(peer = %io.peer, code = code.as_u16(), "{reason}: failing the connection");
+                    if ctx.log.allow(LogKind::ProtocolError) {
+                        tracing::info!(peer = %io.peer, code = code.as_u16(), "{reason}: failing the connection");
+                    }
                     ctx.stats.protocol_errors += 1;
                     io.fail_now(ctx, code, reason);
                     break;
@@ -1000,7 +1176,9 @@ impl<H: Handler> Core<H> {
                     // empty one), tell the handler, close TCP after the flush.
                     io.close_received = true;
                     if !io.close_sent {
+                        let before = io.out.pending.len();
                         io.encoder().close(&mut io.out.pending, code, "");
+                        ctx.charge((io.out.pending.len() - before) as isize);
                         io.close_sent = true;
                     }
                     io.disconnect = true;
@@ -1038,8 +1216,10 @@ impl<H: Handler> Core<H> {
         self.slots[slot as usize].conn = Some(conn);
     }
 
-    /// Applies a command from another thread. Returns a newly accepted slot
-    /// for the backend to arm.
+    /// Applies what other threads sent: every control command (accepts,
+    /// connects, shutdown: never stuck behind data), then handle sends up
+    /// to a batch limit per loop iteration. When data is left,
+    /// `mailbox_more` tells the backend to come back without waiting.
     pub fn drain_mailbox(&mut self) {
         self.ctx.shared.waker.reset();
         while let Ok(cmd) = self.rx.try_recv() {
@@ -1048,7 +1228,6 @@ impl<H: Handler> Core<H> {
                     let slot = self.accept(fd, peer);
                     self.new_conns.push(slot);
                 }
-                Command::Send(id, out) => self.send_from_handle(id, out),
                 Command::Connect(c) => match c.state.downcast::<H::Conn>() {
                     Ok(state) => self.connect(c.addr, c.url, c.opts, *state),
                     Err(_) => tracing::error!(
@@ -1058,6 +1237,25 @@ impl<H: Handler> Core<H> {
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             }
         }
+        let (mut n, mut bytes) = (0, 0);
+        self.mailbox_more = false;
+        while n < MAILBOX_BATCH && bytes < MAILBOX_BATCH_BYTES {
+            match self.data_rx.try_recv() {
+                Ok((id, out)) => {
+                    n += 1;
+                    bytes += out.cost();
+                    self.send_from_handle(id, out);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if bytes > 0 {
+            self.ctx
+                .shared
+                .mailbox_bytes
+                .fetch_sub(bytes, Ordering::AcqRel);
+        }
+        self.mailbox_more = !self.data_rx.is_empty();
     }
 
     fn send_from_handle(&mut self, id: ConnId, out: Outgoing) {
@@ -1072,6 +1270,8 @@ impl<H: Handler> Core<H> {
             return;
         }
         let ctx = &mut self.ctx;
+        // Handle sends meet the same limits as a handler's; the status
+        // already went back to the sender (see `ConnHandle`).
         let _ = match out {
             // Text from a handle is a `String`, so it is valid UTF-8.
             Outgoing::Text(b) => conn.io.send_data(ctx, true, &b),
@@ -1091,6 +1291,7 @@ impl<H: Handler> Core<H> {
         tracing::info!(
             reactor = self.ctx.shared.id,
             open = self.open,
+            queued_bytes = self.ctx.out_bytes,
             "shutting down: 1001 to every connection"
         );
         self.shutdown = Some(deadline);
@@ -1106,9 +1307,12 @@ impl<H: Handler> Core<H> {
                         CloseCode::GOING_AWAY,
                         "server shutting down",
                     );
-                    conn.deadline = self
-                        .now
-                        .plus(deadline.saturating_duration_since(Instant::now()));
+                    // Rounded up: `Ms` counts whole milliseconds, and the
+                    // connection must not be cut before the grace ends.
+                    conn.deadline = self.now.plus(
+                        deadline.saturating_duration_since(Instant::now())
+                            + Duration::from_millis(1),
+                    );
                     conn.close_armed = true;
                 }
                 Phase::Handshake => {
@@ -1192,6 +1396,8 @@ impl<H: Handler> Core<H> {
             return;
         }
         self.next_tick = instant + TICK;
+        self.ctx.log.tick(self.ctx.shared.id, instant);
+        self.trim_memory(instant);
         let now = self.now;
         for i in 0..self.slots.len() {
             let Some(conn) = self.slots[i].conn.as_mut() else {
@@ -1202,17 +1408,34 @@ impl<H: Handler> Core<H> {
             if conn.io.out.capacity() > 0 && now.since(conn.last_rx) >= 2 * TICK {
                 conn.io.out.release();
             }
-            if conn.io.close_sent && !conn.close_armed && !conn.io.disconnect {
-                // We sent a close frame (handler, handle, overflow): the
-                // peer has the close timeout to answer.
+            if (conn.io.close_sent || conn.io.disconnect) && !conn.close_armed {
+                // We sent a close frame (handler, handle, overflow) or are
+                // flushing our last bytes: the peer has the close timeout
+                // to answer and read them.
                 conn.close_armed = true;
                 conn.deadline = now.plus(self.cfg.close_timeout);
                 continue;
             }
-            if !now.reached(conn.deadline) || conn.io.disconnect {
+            if !now.reached(conn.deadline) || conn.io.abandoned {
                 continue;
             }
             let slot = i as u32;
+            if conn.io.disconnect {
+                // Flushing or waiting for the peer's FIN took too long: a
+                // peer that does not read (or never closes) is cut off,
+                // with a send in flight cancelled first (io_uring).
+                if self.ctx.log.allow(LogKind::CloseTimeout) {
+                    tracing::info!(
+                        peer = %conn.io.peer,
+                        unsent = conn.io.out.buffered(),
+                        fin_sent = conn.io.fin_sent,
+                        "close timeout while flushing or waiting for the peer's FIN: closing"
+                    );
+                }
+                self.ctx.stats.timeouts += 1;
+                conn.io.abandon(&mut self.ctx);
+                continue;
+            }
             match conn.phase {
                 Phase::Connecting | Phase::ClientHandshake => {
                     self.ctx.stats.timeouts += 1;
@@ -1223,7 +1446,9 @@ impl<H: Handler> Core<H> {
                         Some(t) if t.is_handshaking() => "TLS handshake",
                         _ => "handshake",
                     };
-                    tracing::info!(peer = %conn.io.peer, "{what} timeout: closing");
+                    if self.ctx.log.allow(LogKind::HandshakeTimeout) {
+                        tracing::info!(peer = %conn.io.peer, "{what} timeout: closing");
+                    }
                     self.ctx.stats.timeouts += 1;
                     conn.io.close_notified = true;
                     conn.phase = Phase::Draining;
@@ -1232,7 +1457,9 @@ impl<H: Handler> Core<H> {
                 Phase::Draining => {}
                 Phase::Open if conn.io.close_sent => {
                     // The peer never answered our close frame.
-                    tracing::info!(peer = %conn.io.peer, "close handshake timeout: closing TCP");
+                    if self.ctx.log.allow(LogKind::CloseTimeout) {
+                        tracing::info!(peer = %conn.io.peer, "close handshake timeout: closing TCP");
+                    }
                     self.ctx.stats.timeouts += 1;
                     conn.io.abandon(&mut self.ctx);
                     self.notify_close_slot(slot, CloseCode::ABNORMAL, "close handshake timeout");
@@ -1249,7 +1476,9 @@ impl<H: Handler> Core<H> {
                         } else {
                             "pong timeout"
                         };
-                        tracing::info!(peer = %conn.io.peer, "{reason}: closing with 1001");
+                        if self.ctx.log.allow(LogKind::IdleTimeout) {
+                            tracing::info!(peer = %conn.io.peer, "{reason}: closing with 1001");
+                        }
                         self.ctx.stats.timeouts += 1;
                         conn.io
                             .start_close(&mut self.ctx, CloseCode::GOING_AWAY, reason);
@@ -1279,8 +1508,39 @@ impl<H: Handler> Core<H> {
         }
     }
 
+    /// Gives freed memory back to the OS after a burst of output: once the
+    /// reactor's queued bytes fell from a peak above 32 MiB to under a
+    /// quarter of it, at most once a second (glibc keeps freed heap pages
+    /// otherwise; other allocators: no effect).
+    fn trim_memory(&mut self, now: Instant) {
+        const BURST: usize = 32 << 20;
+        self.out_peak = self.out_peak.max(self.ctx.out_bytes);
+        if !self.cfg.trim_memory
+            || self.out_peak < BURST
+            || self.ctx.out_bytes > self.out_peak / 4
+            || now.duration_since(self.last_trim) < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last_trim = now;
+        self.out_peak = self.ctx.out_bytes;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free pages to the OS; it takes
+        // the allocator's own locks.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
     /// Publishes local counters to the shared atomics.
     pub fn publish_stats(&mut self) {
+        self.out_peak = self.out_peak.max(self.ctx.out_bytes);
+        self.ctx.publish_output();
+        self.ctx
+            .shared
+            .stats
+            .queued_bytes
+            .store(self.ctx.out_bytes, Ordering::Relaxed);
         let s = std::mem::take(&mut self.ctx.stats);
         let t = &self.ctx.shared.stats;
         let add = |a: &std::sync::atomic::AtomicU64, v: u64| {

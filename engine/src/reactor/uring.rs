@@ -21,6 +21,7 @@ use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::Core;
+use crate::conn::CloseStep;
 use crate::handler::Handler;
 
 /// Checks that an io_uring instance can be created here (ENOSYS, EPERM and
@@ -200,7 +201,11 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
 
     let result = loop {
         // Submit everything queued and wait for a completion or the tick.
-        let want = if core.ctx.dirty.is_empty() { 1 } else { 0 };
+        let want = if core.ctx.dirty.is_empty() && !core.mailbox_more {
+            1
+        } else {
+            0
+        };
         let t = core.timeout();
         let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
         let args = SubmitArgs::new().timespec(&ts);
@@ -226,29 +231,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             let generation = (user_data >> 32) as u32;
             match op {
                 OP_WAKE => {
-                    core.drain_mailbox();
-                    for slot in std::mem::take(&mut core.new_conns) {
-                        if let Err(e) = arm_recv(&mut ring, &mut core, slot) {
-                            tracing::warn!("arming recv failed: {e}");
-                        }
-                        check_close.push(slot);
-                    }
-                    // A connecting socket: poll for writable (connected) or
-                    // error; the read side starts once the request is out.
-                    for slot in std::mem::take(&mut core.connecting) {
-                        let Some(generation) = core.generation(slot) else {
-                            continue;
-                        };
-                        let Some(c) = core.conn_mut(slot) else {
-                            continue;
-                        };
-                        c.recv_active = true;
-                        let e = opcode::PollAdd::new(Fd(c.fd), libc::POLLOUT as u32)
-                            .build()
-                            .user_data(ud(slot, generation, OP_CONNECT));
-                        push(&mut ring, &e)?;
-                        check_close.push(slot);
-                    }
+                    mailbox(&mut ring, &mut core, &mut check_close)?;
                     arm_wake(&mut ring, &mut wake_buf)?;
                 }
                 OP_RECV => {
@@ -268,13 +251,16 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                         core.on_eof(slot);
                     } else if res < 0 && res != -libc::ENOBUFS && res != -libc::ECANCELED {
                         tracing::debug!("recv failed: {}", io::Error::from_raw_os_error(-res));
-                        core.on_eof(slot);
+                        core.on_io_error(slot);
                     }
                     if !cqueue::more(flags) {
+                        // A closing connection keeps reading (and
+                        // discarding) until the peer's FIN, unless it was
+                        // abandoned or its recv cancelled for closing.
                         let rearm = match core.conn_mut(slot) {
                             Some(c) => {
                                 c.recv_active = false;
-                                !c.io.disconnect && res != 0
+                                !c.io.abandoned && !c.io.read_closed && !c.cancel_sent && res != 0
                             }
                             None => false,
                         };
@@ -299,9 +285,9 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                     if res >= 0 {
                         core.on_written(slot, res as usize);
                         core.mark_dirty(slot);
-                    } else {
+                    } else if res != -libc::ECANCELED {
                         tracing::debug!("send failed: {}", io::Error::from_raw_os_error(-res));
-                        core.on_eof(slot);
+                        core.on_io_error(slot);
                     }
                     check_close.push(slot);
                 }
@@ -348,6 +334,9 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             }
         }
         bufs.publish();
+        if core.mailbox_more {
+            mailbox(&mut ring, &mut core, &mut check_close)?;
+        }
 
         if accept_paused && core.tick_due() {
             accept_paused = false;
@@ -357,21 +346,21 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
         core.fire_timers();
         core.take_dirty(&mut dirty);
         for &slot in &dirty {
-            if let Some(c) = core.conn_mut(slot)
-                && !c.io.out.in_flight
-                && !c.io.abandoned
+            let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
+                continue;
+            };
+            let fd = c.fd;
+            if !c.io.out.in_flight
+                && let Some(chunk) = core.next_chunk(slot)
+                && !chunk.is_empty()
             {
-                let fd = c.fd;
-                let chunk = c.io.next_chunk();
-                if !chunk.is_empty() {
-                    let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
-                        .flags(libc::MSG_NOSIGNAL)
-                        .build()
-                        .user_data(ud(slot, core.generation(slot).unwrap_or(0), OP_SEND));
-                    push(&mut ring, &e)?;
-                    if let Some(c) = core.conn_mut(slot) {
-                        c.io.out.in_flight = true;
-                    }
+                let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(ud(slot, generation, OP_SEND));
+                push(&mut ring, &e)?;
+                if let Some(c) = core.conn_mut(slot) {
+                    c.io.out.in_flight = true;
                 }
             }
             check_close.push(slot);
@@ -419,26 +408,70 @@ fn arm_recv<H: Handler>(ring: &mut IoUring, core: &mut Core<H>, slot: u32) -> io
     push(ring, &e)
 }
 
-/// Closes a finished connection once no operation of it is in flight:
-/// cancels its recv first and waits for that recv's last completion.
+/// Applies the mailbox: arms reads for accepted sockets and a poll for
+/// connecting ones.
+fn mailbox<H: Handler>(
+    ring: &mut IoUring,
+    core: &mut Core<H>,
+    check_close: &mut Vec<u32>,
+) -> io::Result<()> {
+    core.drain_mailbox();
+    for slot in std::mem::take(&mut core.new_conns) {
+        if let Err(e) = arm_recv(ring, core, slot) {
+            tracing::warn!("arming recv failed: {e}");
+        }
+        check_close.push(slot);
+    }
+    // A connecting socket: poll for writable (connected) or error; the
+    // read side starts once the request is out.
+    for slot in std::mem::take(&mut core.connecting) {
+        let Some(generation) = core.generation(slot) else {
+            continue;
+        };
+        let Some(c) = core.conn_mut(slot) else {
+            continue;
+        };
+        c.recv_active = true;
+        let e = opcode::PollAdd::new(Fd(c.fd), libc::POLLOUT as u32)
+            .build()
+            .user_data(ud(slot, generation, OP_CONNECT));
+        push(ring, &e)?;
+        check_close.push(slot);
+    }
+    Ok(())
+}
+
+/// Moves a closing connection on: FIN after its last byte, then close once
+/// no operation of it is in flight. Abandoned connections get their send
+/// and recv cancelled first (a peer that never reads would otherwise keep
+/// a send, its buffer and the descriptor forever).
 fn close_when_idle<H: Handler>(
     ring: &mut IoUring,
     core: &mut Core<H>,
     slot: u32,
 ) -> io::Result<()> {
-    if !core.should_close(slot) {
+    let step = core.close_step(slot);
+    if step == CloseStep::None {
         return Ok(());
     }
     let generation = core.generation(slot).unwrap_or(0);
     let Some(c) = core.conn_mut(slot) else {
         return Ok(());
     };
-    if c.recv_active {
+    let fd = c.fd;
+    if step == CloseStep::Shutdown {
+        // SAFETY: shutdown on the slot's own socket; nothing is in flight
+        // on its sending side.
+        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        core.on_fin_sent(slot);
+        return Ok(());
+    }
+    if step == CloseStep::Cancel || c.recv_active {
         if !c.cancel_sent {
             c.cancel_sent = true;
-            // Cancels whatever read-side op is armed: the multishot recv,
-            // or a connecting socket's poll.
-            let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(c.fd)).all())
+            // Cancels every op on the socket: the multishot recv (or a
+            // connecting socket's poll) and a send in flight.
+            let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
                 .build()
                 .user_data(ud(slot, generation, OP_CANCEL));
             push(ring, &e)?;
@@ -446,7 +479,7 @@ fn close_when_idle<H: Handler>(
         return Ok(());
     }
     // SAFETY: the slot owns the fd and nothing in flight refers to it.
-    unsafe { libc::close(c.fd) };
+    unsafe { libc::close(fd) };
     core.remove(slot);
     Ok(())
 }
