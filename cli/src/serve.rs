@@ -170,20 +170,14 @@ impl Handler for Demo {
             }
             Route::Chat => {
                 if let Message::Text(t) = msg {
-                    let members: Vec<ConnHandle> = self
-                        .room
-                        .lock()
-                        .expect("room lock")
-                        .values()
-                        .cloned()
-                        .collect();
                     // Built once; every member's mailbox entry shares it.
                     // A member whose reactor's mailbox is full misses this
                     // one (counted in the stats as `mailbox_refused`); a
                     // member that does not read is shed by the send-queue
-                    // cap or the output budget.
+                    // cap or the output budget. Sends never block, so the
+                    // room is walked under its lock (no copy of the list).
                     let shared = SharedMessage::text(t.as_str());
-                    for m in members {
+                    for m in self.room.lock().expect("room lock").values() {
                         let _ = m.send(&shared);
                     }
                 }

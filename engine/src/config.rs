@@ -98,6 +98,15 @@ pub struct Config {
     /// Payload bytes waiting in one reactor's mailbox; beyond it handle
     /// sends return [`crate::SendStatus::Dropped`]. Default 64 MiB.
     pub mailbox_bytes: usize,
+    /// `TCP_NOTSENT_LOWAT` on every connection's socket: the kernel
+    /// accepts at most this many bytes beyond what the peer's window lets
+    /// it send, so a peer that stops reading pins a little kernel memory
+    /// instead of a fully autotuned send buffer (megabytes each: a few
+    /// thousand such peers put the whole TCP stack under memory pressure
+    /// and stall every connection). Queued bytes wait in the connection's
+    /// send queue instead, where the cap and the output budget see them.
+    /// `None`: the system default. Default 128 KiB.
+    pub tcp_notsent_lowat: Option<u32>,
     /// Give freed memory back to the operating system after a burst of
     /// output (glibc `malloc_trim`, at most once a second per reactor,
     /// only after the reactor's queued output fell from above 32 MiB).
@@ -147,6 +156,7 @@ impl Default for Config {
             mailbox_capacity: 16 << 10,
             mailbox_bytes: 64 << 20,
             trim_memory: true,
+            tcp_notsent_lowat: Some(128 << 10),
             recv_buffer_size: 64 << 10,
             recv_buffers: 128,
             ring_entries: 4096,

@@ -289,14 +289,27 @@ impl ReactorShared {
         ok
     }
 
+    /// True when the data mailbox cannot take a message now (plain loads:
+    /// a broadcast to many connections of a saturated reactor is refused
+    /// without touching shared counters).
+    fn mailbox_full(&self) -> bool {
+        self.data_tx.is_full()
+            || self.mailbox_bytes.load(Ordering::Relaxed) >= self.mailbox_bytes_limit
+    }
+
+    /// Counts a refused handle send.
+    fn refuse(&self) -> SendStatus {
+        self.stats.mailbox_refused.fetch_add(1, Ordering::Relaxed);
+        SendStatus::Dropped
+    }
+
     /// Puts a handle's frame into the data mailbox, within its bounds.
     fn send_data(&self, id: ConnId, out: Outgoing) -> SendStatus {
         let cost = out.cost();
         let before = self.mailbox_bytes.fetch_add(cost, Ordering::AcqRel);
         if before > 0 && before + cost > self.mailbox_bytes_limit {
             self.mailbox_bytes.fetch_sub(cost, Ordering::AcqRel);
-            self.stats.mailbox_refused.fetch_add(1, Ordering::Relaxed);
-            return SendStatus::Dropped;
+            return self.refuse();
         }
         match self.data_tx.try_send((id, out)) {
             Ok(()) => {
@@ -311,10 +324,7 @@ impl ReactorShared {
             Err(e) => {
                 self.mailbox_bytes.fetch_sub(cost, Ordering::AcqRel);
                 match e {
-                    crossbeam_channel::TrySendError::Full(_) => {
-                        self.stats.mailbox_refused.fetch_add(1, Ordering::Relaxed);
-                        SendStatus::Dropped
-                    }
+                    crossbeam_channel::TrySendError::Full(_) => self.refuse(),
                     crossbeam_channel::TrySendError::Disconnected(_) => SendStatus::Closed,
                 }
             }
@@ -364,6 +374,9 @@ impl ConnHandle {
 
     /// Queues a message built once for many recipients (no copy here).
     pub fn send(&self, msg: &SharedMessage) -> SendStatus {
+        if self.shared.mailbox_full() {
+            return self.shared.refuse();
+        }
         let out = if msg.text {
             Outgoing::Text(msg.data.clone())
         } else {

@@ -101,6 +101,8 @@ impl ServerBuilder {
         mailbox_bytes: usize);
     setter!(/// Return freed memory to the OS after output bursts (glibc).
         trim_memory: bool);
+    setter!(/// `TCP_NOTSENT_LOWAT` for every connection (`None`: system default).
+        tcp_notsent_lowat: Option<u32>);
     setter!(/// Receive buffer size.
         recv_buffer_size: usize);
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.

@@ -14,7 +14,7 @@ use crate::handler::Handler;
 /// buffers: a peer that keeps its socket readable cannot starve the other
 /// connections, the mailbox or the timers. What is left is read in the
 /// next iteration (edge-triggered epoll brings no new edge for it).
-const READS_PER_ITERATION: usize = 16;
+const READS_PER_ITERATION: usize = 4;
 
 const WAKER_TOKEN: u64 = u64::MAX;
 const LISTENER_TOKEN: u64 = u64::MAX - 1;

@@ -296,6 +296,19 @@ impl<H: Handler> Core<H> {
 
     /// Puts a socket into a free slot (generation bumped).
     fn insert(&mut self, fd: RawFd, peer: SocketAddr, deadline: Ms) -> u32 {
+        if let Some(lowat) = self.cfg.tcp_notsent_lowat {
+            let v = lowat as libc::c_int;
+            // SAFETY: setsockopt on a socket we own, with a valid c_int.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NOTSENT_LOWAT,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::Core;
@@ -469,12 +469,23 @@ fn close_when_idle<H: Handler>(
     if step == CloseStep::Cancel || c.recv_active {
         if !c.cancel_sent {
             c.cancel_sent = true;
-            // Cancels every op on the socket: the multishot recv (or a
-            // connecting socket's poll) and a send in flight.
-            let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
-                .build()
-                .user_data(ud(slot, generation, OP_CANCEL));
-            push(ring, &e)?;
+            // Cancels by user_data (a hashed lookup in the kernel; a cancel
+            // by fd scans every pending request, which made shedding
+            // thousands of connections quadratic): the multishot recv or a
+            // connecting socket's poll, and a send in flight.
+            let mut ops = Vec::with_capacity(3);
+            if c.recv_active {
+                ops.extend([OP_RECV, OP_CONNECT]);
+            }
+            if c.io.out.in_flight {
+                ops.push(OP_SEND);
+            }
+            for op in ops {
+                let e = opcode::AsyncCancel::new(ud(slot, generation, op))
+                    .build()
+                    .user_data(ud(slot, generation, OP_CANCEL));
+                push(ring, &e)?;
+            }
         }
         return Ok(());
     }
