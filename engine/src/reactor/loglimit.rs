@@ -46,7 +46,7 @@ impl LogKind {
 }
 
 /// Lines logged one by one per kind per window.
-const BURST: u32 = 5;
+const BURST: u32 = 3;
 /// The window.
 const WINDOW: Duration = Duration::from_secs(60);
 /// How often suppressed counts are summarised.
