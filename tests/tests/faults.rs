@@ -328,7 +328,131 @@ fn handle_sends_are_bounded(backend: Backend) {
     stop(server);
 }
 
+/// The output budget: non-readers on a broadcast are shed (1008 "output
+/// budget exhausted") while a reader that keeps up gets every message, and
+/// the queued total stays near the budget.
+fn output_budget_sheds_non_readers(backend: Backend) {
+    let budget = 2 << 20;
+    let Started { server, rec, .. } = faulty(
+        builder(backend)
+            .max_output_bytes(budget)
+            .max_buffered(64 << 20)
+            .close_timeout(Duration::from_millis(300)),
+    );
+    let addr = server.local_addr();
+    let mut non_readers: Vec<RawClient> = (0..6)
+        .map(|_| RawClient::connect_rcvbuf(addr, "/room", 4096))
+        .collect();
+    let mut reader = RawClient::connect_path(addr, "/room");
+    rec.wait_for("seven in the room", |e| {
+        e.iter().filter(|e| **e == Ev::Open(Route::Room)).count() == 7
+    });
+    let mut peak = 0;
+    for i in 0..300u32 {
+        let fill = b'a' + (i % 26) as u8;
+        reader.send_frame(true, OpCode::Binary, &[fill]);
+        match reader.expect_frame() {
+            Frame::Binary(b) => assert!(b.len() == 64 << 10 && b[0] == fill, "message {i}"),
+            other => panic!("message {i}: {other:?}"),
+        }
+        peak = peak.max(server.stats().queued_bytes);
+    }
+    // Stats are published once per loop iteration: a sample, not a bound.
+    assert!(
+        peak <= budget + 8 * (64 << 10) + (1 << 20),
+        "queued {peak} bytes with a budget of {budget}"
+    );
+    let evs = rec.wait_for("six shed", |e| {
+        e.iter()
+            .filter(
+                |e| matches!(e, Ev::Close(Route::Room, 1008, r) if r == "output budget exhausted"),
+            )
+            .count()
+            == 6
+    });
+    assert!(
+        !evs.iter()
+            .any(|e| matches!(e, Ev::Close(Route::Room, c, _) if *c != 1008)),
+        "{evs:?}"
+    );
+    assert!(server.stats().overflows >= 6);
+    non_readers.clear();
+    stop(server);
+}
+
+/// A peer that keeps its socket readable (a flood of messages) does not
+/// starve the reactor's mailbox: handle messages for it arrive while it is
+/// still sending (epoll used to read it until the socket ran dry, which a
+/// fast sender never lets happen).
+fn readable_flood_does_not_starve_mailbox(backend: Backend) {
+    let Started { server, .. } = faulty(builder(backend).reactors(1));
+    let mut c = RawClient::connect_path(server.local_addr(), "/self");
+    let mut writer = c.sock.try_clone().unwrap();
+    let stop_at = Instant::now() + Duration::from_secs(4);
+    let w = std::thread::spawn(move || {
+        let enc = ringwire_parser::Encoder::new(ringwire_parser::Role::Client);
+        let mut wire = Vec::new();
+        for _ in 0..16 {
+            enc.message(&mut wire, OpCode::Binary, &[0u8; 4096], false);
+        }
+        while Instant::now() < stop_at {
+            if writer.write_all(&wire).is_err() {
+                break;
+            }
+        }
+        Instant::now()
+    });
+    let first = match c.expect_frame() {
+        Frame::Text(t) if t == "ack" => Instant::now(),
+        other => panic!("{other:?}"),
+    };
+    let writer_done = w.join().unwrap();
+    assert!(
+        first + Duration::from_secs(1) < writer_done,
+        "the first ack came {:?} before the flood ended",
+        writer_done.saturating_duration_since(first)
+    );
+    stop(server);
+}
+
+/// Shutdown under a backlog (non-readers with full queues, a thread
+/// flooding the mailboxes with handle sends) ends within the grace period.
+fn shutdown_under_backlog(backend: Backend) {
+    let Started {
+        server, handles, ..
+    } = faulty(builder(backend).close_timeout(Duration::from_secs(30)));
+    let addr = server.local_addr();
+    let _non_readers: Vec<RawClient> = (0..20)
+        .map(|_| RawClient::connect_rcvbuf(addr, "/echo", 4096))
+        .collect();
+    let sinks: Vec<ConnHandle> = handles.wait_len(20).into_iter().map(|(_, h)| h).collect();
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let f = flooding.clone();
+    let flood = std::thread::spawn(move || {
+        let m = SharedMessage::binary(vec![1u8; 64 << 10]);
+        while f.load(std::sync::atomic::Ordering::Relaxed) {
+            for h in &sinks {
+                let _ = h.send(&m);
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let grace = Duration::from_millis(500);
+    let t = Instant::now();
+    server.shutdown(grace);
+    let took = t.elapsed();
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    assert!(
+        took < grace + Duration::from_secs(1),
+        "shutdown took {took:?} (grace {grace:?})"
+    );
+}
+
 backend_tests! {
+    output_budget_sheds_non_readers: output_budget_sheds_non_readers_epoll, output_budget_sheds_non_readers_uring;
+    readable_flood_does_not_starve_mailbox: readable_flood_does_not_starve_mailbox_epoll, readable_flood_does_not_starve_mailbox_uring;
+    shutdown_under_backlog: shutdown_under_backlog_epoll, shutdown_under_backlog_uring;
     half_close_delivers_every_echo: half_close_delivers_every_echo_epoll, half_close_delivers_every_echo_uring;
     half_close_after_close_frame: half_close_after_close_frame_epoll, half_close_after_close_frame_uring;
     protocol_error_with_pending_input: protocol_error_with_pending_input_epoll, protocol_error_with_pending_input_uring;
