@@ -635,9 +635,6 @@ class Sampler(threading.Thread):
         self._halt.set()
         self.join(5)
 
-    def last_rss(self) -> int | None:
-        return self.timeline[-1][1] if self.timeline else None
-
     def wait_rss_below(self, threshold: int, timeout: float) -> tuple[bool, int | None, float]:
         """Waits until RSS < threshold: (reached, last RSS, seconds waited)."""
         t = time.monotonic()
@@ -940,8 +937,12 @@ class Ctx:
         return m
 
     def sleep(self, seconds: float) -> bool:
-        """Sleeps unless stopped; False if the scenario was stopped."""
-        return not self.stop.wait(seconds)
+        """Sleeps; False (early) if the scenario was stopped or the server died."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(left, 0.2)) or not self.server.alive():
+                return False
+        return True
 
     def stable_fds(self, timeout: float = 5.0) -> int | None:
         """The server's fd count once it has not changed for 0.5 s."""
@@ -1167,6 +1168,8 @@ def slow_readers(ctx: Ctx) -> None:
     fds_end = ctx.server.fds()
     alive = ctx.server.alive()
     peers = classify_peers(readers) if alive else None
+    if not ctx.server.alive():  # the watchdog may have struck meanwhile
+        peers = None
     for c in readers + [sender.client]:
         c.close()
 
@@ -1277,14 +1280,18 @@ def wait_fds_at_most(ctx: Ctx, baseline: int, until: float) -> float | None:
     return None
 
 
-def stuck_peer_once(ctx: Ctx, run: int, frame: bytes, limit: float) -> str:
-    """One stuck /echo client; returns the measured seconds (or '-') for the verdict."""
+STUCK_CAP_S = 15.0  # the writes must block, or the server drop the peer, within this
+
+
+def stuck_peer_once(ctx: Ctx, run: int, frame: bytes, limit: float) -> tuple[str, str]:
+    """One stuck /echo client: (seconds from t0 until the fds were back,
+    seconds of sending until t0), formatted for the verdict line."""
     baseline = ctx.stable_fds()
     log_from = ctx.server.log_size()
     client = WsClient.connect(ctx.port, "/echo", timeout=10.0, rcvbuf=4096)
     ctx.track(client)
     t_start = time.monotonic()
-    outcome, t0, sent = pump_until_blocked(client.sock, frame, ctx.stop)
+    outcome, t0, sent = pump_until_blocked(client.sock, frame, ctx.stop, cap_s=STUCK_CAP_S)
     back_at = None
     if outcome in ("blocked", "dropped"):
         back_at = wait_fds_at_most(ctx, baseline, t0 + 20)
@@ -1293,21 +1300,24 @@ def stuck_peer_once(ctx: Ctx, run: int, frame: bytes, limit: float) -> str:
     state = peer_state(client.sock)
     client.close()
     if outcome == "never-blocked":
-        ctx.check(False, f"run {run}: writes never blocked for 1 s: the server kept reading "
-                  f"({fmt_bytes(sent)} in 20 s), fds {fds_now} vs baseline {baseline}")
+        ctx.check(False, f"run {run}: writes never blocked for 1 s and the connection stayed open: "
+                  f"the server kept reading ({fmt_bytes(sent)} in {STUCK_CAP_S:.0f} s), fds "
+                  f"{fds_now} vs baseline {baseline}")
     elif outcome in ("blocked", "dropped"):
         ctx.check(back is not None and back <= limit,
                   f"run {run}: fds back to baseline {fmt_ms(back)} s after t0 (limit {limit:.0f} s)"
                   if back is not None else
                   f"run {run}: fds not back to baseline {baseline} within 20 s of t0 (now {ctx.server.fds()})")
     lines = log_lines(ctx.server.log_text(log_from))
-    what = {"blocked": "writes blocked", "dropped": "the server dropped the connection before "
-            "our writes blocked", "never-blocked": "writes never blocked", "stopped": "stopped"}[outcome]
-    ctx.notes.append(f"run {run}: sent {fmt_bytes(sent)} in {t0 - t_start:.1f} s; {what}; fds back "
-                     f"to baseline {baseline} after {fmt_ms(back)} s (then {fds_now}); client socket "
-                     f"{state}; {len(lines)} server log lines:")
+    what = {"blocked": "then the writes blocked (t0)",
+            "dropped": "then the server dropped the connection (t0) while our writes still made progress",
+            "never-blocked": "and the writes never blocked", "stopped": "stopped"}[outcome]
+    ctx.notes.append(f"run {run}: sent {fmt_bytes(sent)} in {t0 - t_start:.1f} s, {what}; fds back "
+                     f"to baseline {baseline} {fmt_ms(back)} s after t0 (then {fds_now}); client "
+                     f"socket {state}; {len(lines)} server log lines:")
     ctx.notes.extend(f"  log: {ln[:200]}" for ln in lines[:8])
-    return "-" if back is None else fmt_ms(back) + ("(dropped)" if outcome == "dropped" else "")
+    tag = {"blocked": "blocked", "dropped": "dropped"}.get(outcome, outcome)
+    return ("-" if back is None else fmt_ms(back)), f"{t0 - t_start:.1f}({tag})"
 
 
 @scenario("stuck-peer", budget=lambda o: o.size("stuck_repeats") * 60 + 30)
@@ -1317,9 +1327,10 @@ def stuck_peer(ctx: Ctx) -> None:
     (+ 2 s tolerance): its fd count is back to the baseline."""
     limit = SERVER_CLOSE_TIMEOUT + 1 + 2
     frame = build_frame(OP_BINARY, random.Random(7).randbytes(64 * KIB))
-    times = [stuck_peer_once(ctx, run + 1, frame, limit)
-             for run in range(ctx.opts.size("stuck_repeats")) if not ctx.stop.is_set()]
-    ctx.num(fd_back_s="/".join(times), limit_s=f"{limit:.0f}")
+    runs = [stuck_peer_once(ctx, run + 1, frame, limit)
+            for run in range(ctx.opts.size("stuck_repeats")) if not ctx.stop.is_set()]
+    ctx.num(t0_after_s="/".join(r[1] for r in runs), fd_back_s="/".join(r[0] for r in runs),
+            limit_s=f"{limit:.0f}")
 
 
 # -- half-close and error-close ------------------------------------------------
@@ -1340,7 +1351,7 @@ def judge_exchange(ex: Exchange, want: list[tuple[int, bytes]], want_close: int 
     elif want_close is None and closes and not close_optional:
         problems.append(f"unexpected close frame {closes}")
     if ex.send_error:
-        problems.append(f"send: {ex.send_error}")
+        problems.append(f"write: {ex.send_error}")
     if ex.end != "eof":
         problems.append(f"ended with {ex.end}")
     return "; ".join(problems) if problems else None
@@ -1641,12 +1652,12 @@ class IdleOpener(threading.Thread):
         self.join(5)
 
     def closed_by_server(self, timeout: float) -> tuple[int, int, int, int]:
-        """(opened, how many are older than `timeout` s, how many of those the
-        server has closed, how many it closed well before `timeout`)."""
+        """(opened, how many are older than `timeout` + 1 s, how many of those
+        the server has closed, how many it closed well before `timeout`)."""
         now, old, old_closed, early = time.monotonic(), 0, 0, 0
         for t, s in self.socks:
             closed = peer_state(s) != "open"
-            if now - t > timeout:
+            if now - t > timeout + 1:
                 old += 1
                 old_closed += closed
             elif now - t < timeout - 0.5:
@@ -1695,8 +1706,8 @@ def log_flood(ctx: Ctx) -> None:
     ctx.check(len(lines) < allowed, f"{len(lines)} log lines in {seconds} s "
               f"({per_min:.0f}/min >= 200/min)")
     ctx.notes.append(f"idle connections: {opened} opened; of those older than the "
-                     f"{HANDSHAKE_TIMEOUT:.0f} s handshake timeout the server closed {old_closed}/{old}; "
-                     f"closed more than 0.5 s before it: {early}")
+                     f"{HANDSHAKE_TIMEOUT:.0f} s handshake timeout + 1 s the server closed "
+                     f"{old_closed}/{old}; closed more than 0.5 s before the timeout: {early}")
     ctx.notes.append(f"outcomes: {dict(churn.outcomes.most_common(8))}")
     ctx.notes.append(f"(measured over {window:.1f} s: the flood plus 1 s)")
     for kind, count in collections.Counter(map(log_kind, lines)).most_common(5):
@@ -1753,7 +1764,8 @@ def linear_slope(points: list[tuple[float, float]]) -> float:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="scenarios: " + ", ".join(SCENARIOS))
+                                epilog="scenarios:\n" + "\n".join(
+                                    f"  {n:15} {' '.join(s.doc.split())}" for n, s in SCENARIOS.items()))
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                    help="run only these (default: all; garbage-soak only with --long or when named)")
     p.add_argument("--bin", default=str(REPO_ROOT / "target/release/ringwire"),
