@@ -1,0 +1,318 @@
+//! The opening handshakes: the server's (parse in place, decide 101 /
+//! HTTP answer / error status, permessage-deflate) and the client's (validate
+//! the 101), and where both end: `open_conn`.
+
+use super::*;
+
+/// What a complete (or incomplete) request leads to.
+pub(super) enum Outcome<C> {
+    Wait,
+    Respond(Vec<u8>),
+    Upgrade {
+        out: Vec<u8>,
+        consumed: usize,
+        state: C,
+        protocol: Option<String>,
+        deflate: Option<DeflateParams>,
+    },
+}
+
+/// The server's side of permessage-deflate: the first offer in the
+/// request's `Sec-WebSocket-Extensions` headers we can honour, with the
+/// response value; `None` when not configured or nothing fits.
+pub(super) fn negotiate_deflate(
+    cfg: &Config,
+    req: &ringwire_parser::handshake::UpgradeRequest<'_>,
+) -> Result<Option<(DeflateParams, String)>, pmd::NegotiationError> {
+    let Some(pd) = &cfg.deflate else {
+        return Ok(None);
+    };
+    let offers: Vec<&str> = req
+        .headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .collect();
+    if offers.is_empty() {
+        return Ok(None);
+    }
+    pmd::server_negotiate(&offers, &pd.effective())
+}
+
+impl<H: Handler> Core<H> {
+    /// A client connection's bytes before the 101 is complete.
+    pub(super) fn client_handshake(&mut self, slot: u32, data: &mut [u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let mut owned = conn.hs_buf.take().map(|b| *b).unwrap_or_default();
+        let from_owned = !owned.is_empty();
+        if from_owned {
+            owned.extend_from_slice(data);
+        }
+        let buf: &[u8] = if from_owned { &owned } else { data };
+        let dial = conn
+            .dial
+            .as_ref()
+            .expect("client connections carry their dial");
+        let (protocol, used) = match dial.handshake.validate_response(buf) {
+            Ok(None) => {
+                if buf.len() > self.cfg.max_header_bytes {
+                    return self.fail_connect(
+                        slot,
+                        ConnectError::Handshake(ClientHandshakeError::TooLarge),
+                    );
+                }
+                if !from_owned {
+                    owned.extend_from_slice(data);
+                }
+                conn.hs_buf = Some(Box::new(owned));
+                return;
+            }
+            Err(e) => return self.fail_connect(slot, ConnectError::Handshake(e)),
+            Ok(Some((resp, used))) => {
+                let offered = dial.deflate.as_ref().map(|d| d.effective());
+                let deflate = match offered {
+                    Some(cfg) => match pmd::client_accept(resp.extensions.as_deref(), &cfg) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::info!(peer = %conn.io.peer, "server's permessage-deflate answer: {e}");
+                            return self.fail_connect(slot, ConnectError::Extension(e.to_string()));
+                        }
+                    },
+                    None => None,
+                };
+                ((resp.protocol, deflate), used)
+            }
+        };
+        let (protocol, deflate) = protocol;
+        let dial = conn.dial.take();
+        let deflate = deflate.zip(dial.as_ref().and_then(|d| d.deflate.clone()));
+        let state = dial.and_then(|d| d.state);
+        self.open_conn(slot, Role::Client, protocol, deflate, state);
+        if from_owned {
+            let mut rest = owned.split_off(used);
+            if !rest.is_empty() {
+                self.frames(slot, &mut rest);
+            }
+        } else if used < data.len() {
+            self.frames(slot, &mut data[used..]);
+        }
+    }
+
+    /// Where both handshakes end: the connection opens with a decoder for
+    /// `role` and the user's state, and `on_open` runs.
+    pub(super) fn open_conn(
+        &mut self,
+        slot: u32,
+        role: Role,
+        protocol: Option<String>,
+        deflate: Option<(DeflateParams, PermessageDeflate)>,
+        state: Option<H::Conn>,
+    ) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        self.ctx.stats.upgraded += 1;
+        // `deflate`: the agreed parameters and the settings they were
+        // negotiated with (the server's, or this client connection's).
+        let deflate = deflate.map(|(params, pd)| ConnDeflate::new(params, &pd));
+        let rsv = if deflate.is_some() {
+            ringwire_parser::frame::RSV1
+        } else {
+            0
+        };
+        if protocol.is_some() || deflate.is_some() {
+            conn.io.extras = Some(Box::new(Extras {
+                protocol: protocol.map(String::into_boxed_str),
+                deflate,
+            }));
+        }
+        conn.user = state;
+        conn.phase = Phase::Open;
+        conn.decoder = Some(Box::new(Decoder::new(
+            role,
+            DecoderConfig {
+                max_frame_size: self.cfg.max_frame_size,
+                max_message_size: self.cfg.max_message_size,
+                extension_rsv: rsv,
+            },
+        )));
+        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
+        self.callback(slot, |h, ws| h.on_open(ws));
+    }
+
+    pub(super) fn handshake(&mut self, slot: u32, data: &mut [u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let peer = conn.io.peer;
+        // Parse straight from the receive buffer unless a partial request
+        // is already waiting in the connection's own buffer.
+        let mut owned = conn.hs_buf.take().map(|b| *b).unwrap_or_default();
+        let from_owned = !owned.is_empty();
+        if from_owned {
+            owned.extend_from_slice(data);
+        }
+        let limits = RequestLimits {
+            max_header_bytes: self.cfg.max_header_bytes,
+            max_headers: 64,
+        };
+        let over_limit = conn.over_limit;
+        let outcome = {
+            let buf: &[u8] = if from_owned { &owned } else { data };
+            match parse_request(buf, &limits) {
+                Ok(None) => Outcome::Wait,
+                _ if over_limit => {
+                    let mut out = Vec::new();
+                    HandshakeError::new(503, "server at connection limit").write_response(&mut out);
+                    Outcome::Respond(out)
+                }
+                parsed => self.decide(peer, parsed),
+            }
+        };
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let (out, consumed, state, protocol) = match outcome {
+            Outcome::Wait => {
+                if !from_owned {
+                    owned.extend_from_slice(data);
+                }
+                conn.hs_buf = Some(Box::new(owned));
+                return;
+            }
+            Outcome::Respond(out) => return self.finish_http(slot, &out),
+            Outcome::Upgrade {
+                out,
+                consumed,
+                state,
+                protocol,
+                deflate,
+            } => (out, consumed, state, (protocol, deflate)),
+        };
+        let (protocol, deflate) = protocol;
+        let deflate = deflate.zip(self.cfg.deflate.clone());
+        conn.io.queue_raw(&mut self.ctx, &out);
+        self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
+        // Frames the client sent right behind its request.
+        if from_owned {
+            let mut rest = owned.split_off(consumed);
+            if !rest.is_empty() {
+                self.frames(slot, &mut rest);
+            }
+        } else if consumed < data.len() {
+            self.frames(slot, &mut data[consumed..]);
+        }
+    }
+
+    /// Turns a parsed request into the response to send: 101 (with the
+    /// handler's state), the handler's HTTP answer, or an error status.
+    pub(super) fn decide(
+        &mut self,
+        peer: SocketAddr,
+        parsed: Result<Option<(Request<'_>, usize)>, HandshakeError>,
+    ) -> Outcome<H::Conn> {
+        let mut out = Vec::new();
+        match parsed {
+            Ok(None) => Outcome::Wait,
+            Err(e) => {
+                if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                    tracing::info!(%peer, status = e.status(), "handshake rejected: {}", e.reason());
+                }
+                self.ctx.stats.handshake_errors += 1;
+                e.write_response(&mut out);
+                Outcome::Respond(out)
+            }
+            Ok(Some((Request::Http(req), _))) => {
+                let mut res = HttpResponse::default();
+                let handler = &mut self.handler;
+                if catch_unwind(AssertUnwindSafe(|| handler.on_http(&req, &mut res))).is_err() {
+                    self.ctx.stats.panics += 1;
+                    tracing::error!(%peer, "handler panicked in on_http: answering 500");
+                    res = HttpResponse {
+                        status: 500,
+                        headers: Vec::new(),
+                        body: b"internal server error\n".to_vec(),
+                    };
+                }
+                res.headers.push(("Connection".into(), "close".into()));
+                let headers: Vec<(&str, &str)> = res
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                write_http_response(&mut out, res.status, &headers, &res.body);
+                Outcome::Respond(out)
+            }
+            Ok(Some((Request::Upgrade(req), consumed))) => {
+                let mut upgrade = Upgrade::default();
+                let handler = &mut self.handler;
+                match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&req, &mut upgrade))) {
+                    Ok(Ok(state)) => {
+                        let headers: Vec<(&str, &str)> = upgrade
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        let protocol = upgrade
+                            .protocol
+                            .filter(|p| req.protocols().any(|o| o == p.as_str()));
+                        let (deflate, ext_response) = match negotiate_deflate(&self.cfg, &req) {
+                            Ok(Some((params, resp))) => (Some(params), Some(resp)),
+                            Ok(None) => (None, None),
+                            Err(e) => {
+                                if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                                    tracing::info!(%peer, "bad permessage-deflate offer: {e}: 400");
+                                }
+                                self.ctx.stats.handshake_errors += 1;
+                                HandshakeError::new(400, "malformed permessage-deflate offer")
+                                    .write_response(&mut out);
+                                return Outcome::Respond(out);
+                            }
+                        };
+                        write_accept_response(
+                            &mut out,
+                            req.key().as_bytes(),
+                            protocol.as_deref(),
+                            ext_response.as_deref(),
+                            &headers,
+                        );
+                        Outcome::Upgrade {
+                            out,
+                            consumed,
+                            state,
+                            protocol,
+                            deflate,
+                        }
+                    }
+                    Ok(Err(reject)) => {
+                        if self.ctx.log.allow(LogKind::HandshakeRejected) {
+                            tracing::info!(%peer, status = reject.status, "upgrade rejected by the handler");
+                        }
+                        self.ctx.stats.handshake_errors += 1;
+                        write_http_response(
+                            &mut out,
+                            reject.status,
+                            &[("Connection", "close")],
+                            reject.body.as_bytes(),
+                        );
+                        Outcome::Respond(out)
+                    }
+                    Err(_) => {
+                        self.ctx.stats.panics += 1;
+                        tracing::error!(%peer, "handler panicked in on_upgrade: answering 500");
+                        write_http_response(
+                            &mut out,
+                            500,
+                            &[("Connection", "close")],
+                            b"internal server error\n",
+                        );
+                        Outcome::Respond(out)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues an HTTP response and closes after it is written.
+    pub(super) fn finish_http(&mut self, slot: u32, response: &[u8]) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        conn.io.queue_raw(&mut self.ctx, response);
+        conn.io.disconnect = true;
+        conn.io.close_notified = true;
+        conn.phase = Phase::Draining;
+        conn.hs_buf = None;
+    }
+}

@@ -1,0 +1,131 @@
+//! What other threads send: accepts, connects and shutdown (control), then
+//! handle sends in bounded batches (data).
+
+use super::*;
+
+/// Handle messages applied per loop iteration (the rest wait for the next
+/// one, so sockets and timers are served in between).
+pub(super) const MAILBOX_BATCH: usize = 1024;
+
+/// Handle payload bytes applied per loop iteration.
+pub(super) const MAILBOX_BATCH_BYTES: usize = 4 << 20;
+
+impl<H: Handler> Core<H> {
+    /// Applies what other threads sent: every control command (accepts,
+    /// connects, shutdown: never stuck behind data), then handle sends up
+    /// to a batch limit per loop iteration. When data is left,
+    /// `mailbox_more` tells the backend to come back without waiting.
+    pub fn drain_mailbox(&mut self) {
+        self.ctx.shared.waker.reset();
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Accept(fd, peer) => {
+                    let slot = self.accept(fd, peer);
+                    self.new_conns.push(slot);
+                }
+                Command::Connect(c) => match c.state.downcast::<H::Conn>() {
+                    Ok(state) => self.connect(c.addr, c.url, c.opts, *state),
+                    Err(_) => tracing::error!(
+                        "connect: the state's type is not this handler's Conn type; dropped"
+                    ),
+                },
+                Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+            }
+        }
+        let (mut n, mut bytes) = (0, 0);
+        self.mailbox_more = false;
+        while n < MAILBOX_BATCH && bytes < MAILBOX_BATCH_BYTES {
+            match self.data_rx.try_recv() {
+                Ok((id, out)) => {
+                    n += 1;
+                    bytes += out.cost();
+                    self.send_from_handle(id, out);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if bytes > 0 {
+            self.ctx
+                .shared
+                .mailbox_bytes
+                .fetch_sub(bytes, Ordering::AcqRel);
+        }
+        self.mailbox_more = !self.data_rx.is_empty();
+    }
+
+    pub(super) fn send_from_handle(&mut self, id: ConnId, out: Outgoing) {
+        let Some(s) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        if s.generation != id.generation {
+            return;
+        }
+        let Some(conn) = s.conn.as_mut() else { return };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        let ctx = &mut self.ctx;
+        // Handle sends meet the same limits as a handler's; the status
+        // already went back to the sender (see `ConnHandle`).
+        let _ = match out {
+            // Text from a handle is a `String`, so it is valid UTF-8.
+            Outgoing::Text(b) => conn.io.send_data(ctx, true, &b),
+            Outgoing::Binary(b) => conn.io.send_data(ctx, false, &b),
+            Outgoing::Ping(b) => conn.io.send_control(ctx, ringwire_parser::OpCode::Ping, &b),
+            Outgoing::Close(code, reason) => {
+                conn.io.start_close(ctx, code, &reason);
+                crate::handler::SendStatus::Sent
+            }
+        };
+    }
+
+    pub(super) fn begin_shutdown(&mut self, deadline: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        tracing::info!(
+            reactor = self.ctx.shared.id,
+            open = self.open,
+            queued_bytes = self.ctx.out_bytes,
+            "shutting down: 1001 to every connection"
+        );
+        self.shutdown = Some(deadline);
+        for slot in self.live_slots() {
+            let conn = self.slots[slot as usize].conn.as_mut().expect("live");
+            match conn.phase {
+                Phase::Connecting | Phase::ClientHandshake => {
+                    self.fail_connect(slot, ConnectError::Engine("shutting down".into()));
+                }
+                Phase::Open => {
+                    conn.io.start_close(
+                        &mut self.ctx,
+                        CloseCode::GOING_AWAY,
+                        "server shutting down",
+                    );
+                    // Rounded up: `Ms` counts whole milliseconds, and the
+                    // connection must not be cut before the grace ends.
+                    conn.deadline = self.now.plus(
+                        deadline.saturating_duration_since(Instant::now())
+                            + Duration::from_millis(1),
+                    );
+                    conn.close_armed = true;
+                }
+                Phase::Handshake => {
+                    conn.io.disconnect = true;
+                    conn.io.close_notified = true;
+                    conn.phase = Phase::Draining;
+                    conn.io.mark_dirty(&mut self.ctx);
+                }
+                Phase::Draining => {}
+            }
+        }
+    }
+
+    /// True when a shutdown is complete (or its deadline passed).
+    pub fn shutdown_done(&self) -> bool {
+        match self.shutdown {
+            Some(deadline) => self.open == 0 || Instant::now() >= deadline,
+            None => false,
+        }
+    }
+}
