@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// exhausted, connections holding more than their fair share are shed.
     #[arg(long, default_value_t = 256 << 20)]
     max_output: usize,
+    /// TCP_NOTSENT_LOWAT in bytes for new connections: how much unsent
+    /// data the kernel takes beyond what the peer's window allows, lifted
+    /// once a peer proves a wide-open window (0: never set).
+    #[arg(long, default_value_t = 128 << 10)]
+    tcp_notsent_lowat: u32,
     /// Seconds a peer has to answer our close frame, read our last bytes
     /// and send its FIN before the connection is cut.
     #[arg(long, default_value_t = 5.0)]
@@ -227,6 +232,7 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         .recv_buffer_size(a.recv_buffer.clamp(4096, 16 << 20))
         .max_buffered(a.max_buffered)
         .max_output_bytes(a.max_output)
+        .tcp_notsent_lowat((a.tcp_notsent_lowat > 0).then_some(a.tcp_notsent_lowat))
         .close_timeout(Duration::from_secs_f64(a.close_timeout.clamp(0.01, 3600.0)));
     if a.deflate {
         let mut d = ringwire::PermessageDeflate {

@@ -98,14 +98,16 @@ pub struct Config {
     /// Payload bytes waiting in one reactor's mailbox; beyond it handle
     /// sends return [`crate::SendStatus::Dropped`]. Default 64 MiB.
     pub mailbox_bytes: usize,
-    /// `TCP_NOTSENT_LOWAT` on every connection's socket: the kernel
-    /// accepts at most this many bytes beyond what the peer's window lets
-    /// it send, so a peer that stops reading pins a little kernel memory
-    /// instead of a fully autotuned send buffer (megabytes each: a few
-    /// thousand such peers put the whole TCP stack under memory pressure
-    /// and stall every connection). Queued bytes wait in the connection's
-    /// send queue instead, where the cap and the output budget see them.
-    /// `None`: the system default. Default 128 KiB.
+    /// `TCP_NOTSENT_LOWAT` for every new connection: the kernel accepts at
+    /// most this many bytes beyond what the peer's window lets it send, so
+    /// a peer that does not read pins a little kernel memory instead of a
+    /// fully autotuned send buffer (megabytes each: a few thousand such
+    /// peers put the whole TCP stack under memory pressure and stall every
+    /// connection). What waits is in the connection's send queue, where
+    /// the cap and the output budget see it. The limit is lifted for a
+    /// peer that proves a wide-open window (one write of twice this size),
+    /// so fast readers keep the autotuned buffer. `None`: never set.
+    /// Default 128 KiB.
     pub tcp_notsent_lowat: Option<u32>,
     /// Give freed memory back to the operating system after a burst of
     /// output (glibc `malloc_trim`, at most once a second per reactor,

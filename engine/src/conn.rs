@@ -160,6 +160,9 @@ pub(crate) struct ConnIo {
     pub abandoned: bool,
     /// Data messages have been sent (send buffers are worth keeping).
     pub streaming: bool,
+    /// `TCP_NOTSENT_LOWAT` was lifted: the peer reads fast (see
+    /// `Config::tcp_notsent_lowat`).
+    pub lowat_lifted: bool,
     /// We dialed this connection (frames are masked).
     pub client: bool,
     /// `wss://`: the TLS session between the socket and the parser. Boxed:
@@ -263,6 +266,7 @@ impl ConnIo {
             fail: None,
             abandoned: false,
             streaming: false,
+            lowat_lifted: false,
             client: false,
             tls: None,
         }

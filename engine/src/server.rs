@@ -101,7 +101,7 @@ impl ServerBuilder {
         mailbox_bytes: usize);
     setter!(/// Return freed memory to the OS after output bursts (glibc).
         trim_memory: bool);
-    setter!(/// `TCP_NOTSENT_LOWAT` for every connection (`None`: system default).
+    setter!(/// `TCP_NOTSENT_LOWAT` for new connections, lifted for fast readers (`None`: never set).
         tcp_notsent_lowat: Option<u32>);
     setter!(/// Receive buffer size.
         recv_buffer_size: usize);
