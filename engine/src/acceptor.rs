@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,13 +30,10 @@ impl Handoff {
             tracing::warn!(%peer, "socket setup failed: {e}");
             return;
         }
-        let fd = stream.into_raw_fd();
         let r = &self.reactors[self.next % self.reactors.len()];
         self.next = self.next.wrapping_add(1);
-        if !r.send(Command::Accept(fd, peer)) {
-            // SAFETY: the reactor is gone, so the fd is still ours.
-            unsafe { libc::close(fd) };
-        }
+        // A reactor that is gone drops the command, closing the socket.
+        r.send(Command::Accept(stream.into(), peer));
     }
 }
 

@@ -2,7 +2,7 @@
 //! queue, close-handshake flags, deadlines. Backend-independent.
 
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use ringwire_parser::{CloseCode, Decoder, Encoder, OpCode, Role};
 use ringwire_tls::{ClientSession, ServerSession, TlsSession};
@@ -533,7 +533,9 @@ impl ConnIo {
 
 /// A connection slot's contents.
 pub(crate) struct Conn<C> {
-    pub fd: RawFd,
+    /// The socket: closed when the slot's `Conn` is dropped (the backend
+    /// removes it only once no operation on it is in flight).
+    pub fd: OwnedFd,
     pub phase: Phase,
     pub io: ConnIo,
     pub decoder: Option<Box<Decoder>>,
@@ -574,11 +576,15 @@ pub(crate) struct Dial<C> {
 impl<C> Conn<C> {
     /// The socket, borrowed (for socket options).
     pub fn fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
-        // SAFETY: the slot owns `fd` until `Core::remove`, after this borrow.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) }
+        self.fd.as_fd()
     }
 
-    pub fn new(fd: RawFd, id: ConnId, peer: SocketAddr, now: Ms, deadline: Ms) -> Self {
+    /// The socket's number (for epoll, io_uring and socket options).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn new(fd: OwnedFd, id: ConnId, peer: SocketAddr, now: Ms, deadline: Ms) -> Self {
         Conn {
             fd,
             phase: Phase::Handshake,

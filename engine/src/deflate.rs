@@ -115,6 +115,29 @@ impl ConnDeflate {
     }
 }
 
+/// Inflates a compressed message (bounded by `max`) into `out`: `Ok(())`
+/// with the payload in `out`, or the close code and reason to fail the
+/// connection with (1009 past `max`, 1002 for corrupt data or a compressed
+/// message without the extension). Text is checked by the caller.
+pub(crate) fn inflate_message(
+    conn: Option<&mut ConnDeflate>,
+    shared: &mut SharedCodecs,
+    compressed: &[u8],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), (ringwire_parser::CloseCode, &'static str)> {
+    use ringwire_parser::CloseCode;
+    // The decoder yields compressed messages only with RSV1 owned.
+    let d = conn.ok_or((CloseCode::PROTOCOL_ERROR, "unexpected RSV1"))?;
+    match d.decompress(shared, compressed, max, out) {
+        Err(DeflateError::TooBig) => Err((CloseCode::TOO_BIG, "message too big")),
+        Err(DeflateError::Corrupt(_)) => {
+            Err((CloseCode::PROTOCOL_ERROR, "invalid compressed data"))
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 /// The reactor's shared decompressor works for every connection: the
 /// largest window decodes anything, and no context is kept.
 fn shared_decompress_params(mut p: DeflateParams) -> DeflateParams {

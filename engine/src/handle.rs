@@ -27,8 +27,8 @@ pub struct ConnId {
 /// mailbox (unbounded: accepts are bounded by the connection limits,
 /// connects and shutdowns by the application).
 pub(crate) enum Command {
-    /// A freshly accepted socket.
-    Accept(RawFd, std::net::SocketAddr),
+    /// A freshly accepted socket (closed if the reactor never takes it).
+    Accept(std::os::fd::OwnedFd, std::net::SocketAddr),
     /// Dial a WebSocket server from this reactor.
     Connect(Box<ConnectCmd>),
     /// Begin graceful shutdown: 1001 to everyone, stop when all are closed

@@ -69,9 +69,9 @@ impl<H: Handler> Core<H> {
             },
             &mut request,
         );
-        use std::os::fd::IntoRawFd;
-        let fd = sock.into_raw_fd();
-        let slot = self.insert(fd, addr, self.now.plus(opts.timeout));
+        let Some(slot) = self.insert(sock.into(), addr, self.now.plus(opts.timeout)) else {
+            return self.report_connect_error(state, ConnectError::Engine("reactor full".into()));
+        };
         let conn = self.conn_mut(slot).expect("just inserted");
         conn.phase = Phase::Connecting;
         conn.io.client = true;

@@ -147,7 +147,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             if core.is_connecting(slot) {
                 core.on_connect_ready(slot);
             }
-            let fd = core.conn(slot).map_or(-1, |c| c.fd);
+            let fd = core.conn(slot).map_or(-1, |c| c.raw_fd());
             if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
                 != 0
             {
@@ -169,7 +169,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             if core.generation(slot) != Some(generation) {
                 continue;
             }
-            let fd = core.conn(slot).map_or(-1, |c| c.fd);
+            let fd = core.conn(slot).map_or(-1, |c| c.raw_fd());
             if read_some(&mut core, slot, fd, &mut buf, true) {
                 again.push((slot, generation));
             }
@@ -201,7 +201,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
 /// Watches a new connection's socket.
 fn register<H: Handler>(ep: &Epoll, core: &mut Core<H>, slot: u32) {
     let (fd, generation) = match (core.conn(slot), core.generation(slot)) {
-        (Some(c), Some(g)) => (c.fd, g),
+        (Some(c), Some(g)) => (c.raw_fd(), g),
         _ => return,
     };
     if let Err(e) = ep.add(fd, CONN_EVENTS, token(slot, generation)) {
@@ -303,7 +303,7 @@ fn read_some<H: Handler>(
 fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
     core.take_dirty(dirty);
     for &slot in dirty.iter() {
-        let Some(fd) = core.conn(slot).map(|c| c.fd) else {
+        let Some(fd) = core.conn(slot).map(|c| c.raw_fd()) else {
             continue;
         };
         while let Some(chunk) = core.next_chunk(slot) {
@@ -343,10 +343,8 @@ fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
     }
 }
 
+/// Closes a connection's socket (dropping its slot closes the descriptor,
+/// which also leaves the epoll set).
 fn close_conn<H: Handler>(core: &mut Core<H>, slot: u32) {
-    if let Some(c) = core.conn(slot) {
-        // SAFETY: the slot owns this fd; closing also removes it from epoll.
-        unsafe { libc::close(c.fd) };
-        core.remove(slot);
-    }
+    core.remove(slot);
 }

@@ -2,6 +2,7 @@
 //! inflation, the peer's close, and `on_close` (reached from here only).
 
 use super::*;
+use crate::deflate::inflate_message;
 
 /// Runs a handler callback with a `WebSocket` view of one connection,
 /// isolating panics: returns false (and counts it) when the callback
@@ -82,62 +83,13 @@ impl<H: Handler> Core<H> {
             pos += d.consumed;
             let Some(event) = d.event else { break };
             let mut ws = WebSocket { io, ctx, state };
-            let r = catch_unwind(AssertUnwindSafe(|| match event {
-                Event::Message(m) => {
-                    ws.ctx.stats.msgs_in += 1;
-                    handler.on_message(&mut ws, m);
-                    None
-                }
-                Event::Ping(p) => {
-                    if handler.on_ping(&mut ws, p) {
-                        let _ = ws.pong(p);
-                    }
-                    None
-                }
-                Event::Pong(p) => {
-                    handler.on_pong(&mut ws, p);
-                    None
-                }
-                // permessage-deflate: inflate (bounded by the message size
-                // limit), check text, then deliver like any message.
-                Event::Compressed { text, payload } => {
-                    let Some(d) = ws.io.extras.as_mut().and_then(|e| e.deflate.as_mut()) else {
-                        // The decoder only yields these with RSV1 owned.
-                        return Some(Err((CloseCode::PROTOCOL_ERROR, "unexpected RSV1")));
-                    };
-                    let mut buf = std::mem::take(&mut ws.ctx.deflate.scratch);
-                    let r = d.decompress(&mut ws.ctx.deflate, &payload, max_message, &mut buf);
-                    let outcome = match r {
-                        Err(pmd::DeflateError::TooBig) => {
-                            Some(Err((CloseCode::TOO_BIG, "message too big")))
-                        }
-                        Err(pmd::DeflateError::Corrupt(_)) => {
-                            Some(Err((CloseCode::PROTOCOL_ERROR, "invalid compressed data")))
-                        }
-                        Ok(()) if text => match Utf8Validator::validate_whole(&buf) {
-                            Ok(s) => {
-                                ws.ctx.stats.msgs_in += 1;
-                                handler
-                                    .on_message(&mut ws, Message::Text(TextPayload::borrowed(s)));
-                                None
-                            }
-                            Err(_) => Some(Err((CloseCode::INVALID_PAYLOAD, "invalid UTF-8"))),
-                        },
-                        Ok(()) => {
-                            ws.ctx.stats.msgs_in += 1;
-                            handler.on_message(&mut ws, Message::Binary(Payload::Borrowed(&buf)));
-                            None
-                        }
-                    };
-                    ws.ctx.deflate.scratch = buf;
-                    ws.ctx.deflate.trim();
-                    outcome
-                }
-                Event::Close(c) => Some(Ok((c.code, c.reason.to_owned()))),
-            }));
-            match r {
-                Ok(None) => {}
-                Ok(Some(Err((code, reason)))) => {
+            let step = catch_unwind(AssertUnwindSafe(|| {
+                deliver(handler, &mut ws, event, max_message)
+            }))
+            .unwrap_or(Step::Panicked);
+            match step {
+                Step::Continue => {}
+                Step::Fail(code, reason) => {
                     if ctx.log.allow(LogKind::ProtocolError) {
                         tracing::info!(peer = %io.peer, code = code.as_u16(), "{reason}: failing the connection");
                     }
@@ -145,7 +97,7 @@ impl<H: Handler> Core<H> {
                     io.fail_now(ctx, code, reason);
                     break;
                 }
-                Ok(Some(Ok((code, reason)))) => {
+                Step::PeerClosed(code, reason) => {
                     // The peer's close: echo its code (an empty close for an
                     // empty one), tell the handler, close TCP after the flush.
                     io.close_received = true;
@@ -168,7 +120,7 @@ impl<H: Handler> Core<H> {
                     }
                     break;
                 }
-                Err(_) => {
+                Step::Panicked => {
                     ctx.stats.panics += 1;
                     tracing::error!(peer = %io.peer, "handler panicked: closing the connection with 1011");
                     io.fail_now(ctx, CloseCode::INTERNAL_ERROR, "handler panic");
@@ -189,4 +141,66 @@ impl<H: Handler> Core<H> {
         self.notify_close(&mut conn, code, reason);
         self.slots[slot as usize].conn = Some(conn);
     }
+}
+
+/// What one decoded event leads to.
+enum Step {
+    /// Delivered; decode the next one.
+    Continue,
+    /// Fail the connection with this close code (inflation or UTF-8 of a
+    /// compressed message).
+    Fail(CloseCode, &'static str),
+    /// The peer's close frame: its code (none for an empty payload) and
+    /// reason.
+    PeerClosed(Option<CloseCode>, String),
+    /// The handler panicked (set by the caller's `catch_unwind`).
+    Panicked,
+}
+
+/// Hands one event to the handler: messages (compressed ones inflated into
+/// the reactor's scratch buffer first), pings (auto-pong unless the
+/// handler answers itself), pongs; a close frame is returned to the caller.
+fn deliver<H: Handler>(
+    handler: &mut H,
+    ws: &mut WebSocket<'_, H::Conn>,
+    event: Event<'_>,
+    max_message: usize,
+) -> Step {
+    match event {
+        Event::Message(m) => {
+            ws.ctx.stats.msgs_in += 1;
+            handler.on_message(ws, m);
+        }
+        Event::Ping(p) => {
+            if handler.on_ping(ws, p) {
+                let _ = ws.pong(p);
+            }
+        }
+        Event::Pong(p) => handler.on_pong(ws, p),
+        Event::Compressed { text, payload } => {
+            let mut buf = std::mem::take(&mut ws.ctx.deflate.scratch);
+            let conn = ws.io.extras.as_mut().and_then(|e| e.deflate.as_mut());
+            let r = inflate_message(conn, &mut ws.ctx.deflate, &payload, max_message, &mut buf);
+            let msg = match r {
+                Err((code, reason)) => Err((code, reason)),
+                Ok(()) if text => Utf8Validator::validate_whole(&buf)
+                    .map(|s| Message::Text(TextPayload::borrowed(s)))
+                    .map_err(|_| (CloseCode::INVALID_PAYLOAD, "invalid UTF-8")),
+                Ok(()) => Ok(Message::Binary(Payload::Borrowed(&buf))),
+            };
+            let step = match msg {
+                Err((code, reason)) => Step::Fail(code, reason),
+                Ok(msg) => {
+                    ws.ctx.stats.msgs_in += 1;
+                    handler.on_message(ws, msg);
+                    Step::Continue
+                }
+            };
+            ws.ctx.deflate.scratch = buf;
+            ws.ctx.deflate.trim();
+            return step;
+        }
+        Event::Close(c) => return Step::PeerClosed(c.code, c.reason.to_owned()),
+    }
+    Step::Continue
 }

@@ -20,8 +20,9 @@ impl<H: Handler> Core<H> {
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
                 Command::Accept(fd, peer) => {
-                    let slot = self.accept(fd, peer);
-                    self.new_conns.push(slot);
+                    if let Some(slot) = self.accept(fd, peer) {
+                        self.new_conns.push(slot);
+                    }
                 }
                 Command::Connect(c) => match c.state.downcast::<H::Conn>() {
                     Ok(state) => self.connect(c.addr, c.url, c.opts, *state),

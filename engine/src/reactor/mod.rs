@@ -39,7 +39,7 @@ pub(crate) use loglimit::{LogKind, LogLimiter};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -104,6 +104,10 @@ pub(crate) struct Core<H: Handler> {
     /// Scratch buffer for decrypted bytes (TLS connections).
     tls_plain: Vec<u8>,
 }
+
+/// Most slots per reactor: slot numbers take 24 bits of io_uring's
+/// `user_data` (the same limit applies to epoll, for one behaviour).
+pub(crate) const MAX_SLOTS: u32 = 1 << 24;
 
 /// The TLS plaintext scratch buffer is kept up to this size.
 const TLS_SCRATCH_KEEP: usize = 1 << 20;
@@ -182,13 +186,19 @@ impl<H: Handler> Core<H> {
             .collect()
     }
 
-    /// Puts a socket into a free slot (generation bumped).
-    fn insert(&mut self, fd: RawFd, peer: SocketAddr, deadline: Ms) -> u32 {
+    /// Puts a socket into a free slot (generation bumped). `None` (the
+    /// socket closed) when the slab is at [`MAX_SLOTS`], the most a slot
+    /// number may be in io_uring's `user_data`.
+    fn insert(&mut self, fd: OwnedFd, peer: SocketAddr, deadline: Ms) -> Option<u32> {
         if let Some(lowat) = self.cfg.tcp_notsent_lowat {
-            set_notsent_lowat(fd, lowat);
+            set_notsent_lowat(fd.as_raw_fd(), lowat);
         }
         let slot = match self.free.pop() {
             Some(s) => s,
+            None if self.slots.len() >= MAX_SLOTS as usize => {
+                tracing::warn!(%peer, "reactor slab full ({MAX_SLOTS} slots): connection closed");
+                return None;
+            }
             None => {
                 self.slots.push(Slot {
                     generation: 0,
@@ -207,14 +217,14 @@ impl<H: Handler> Core<H> {
         s.conn = Some(Conn::new(fd, id, peer, self.now, deadline));
         self.open += 1;
         self.ctx.shared.total_open.fetch_add(1, Ordering::Relaxed);
-        slot
+        Some(slot)
     }
 
     /// Takes a newly accepted socket into the slab. Beyond the connection
     /// limits the request is read and answered with 503, then the socket
     /// is closed.
-    pub fn accept(&mut self, fd: RawFd, peer: SocketAddr) -> u32 {
-        let slot = self.insert(fd, peer, self.now.plus(self.cfg.handshake_timeout));
+    pub fn accept(&mut self, fd: OwnedFd, peer: SocketAddr) -> Option<u32> {
+        let slot = self.insert(fd, peer, self.now.plus(self.cfg.handshake_timeout))?;
         self.ctx.stats.accepted += 1;
         if let Some(tls) = &self.cfg.tls {
             match tls.new_session() {
@@ -230,7 +240,7 @@ impl<H: Handler> Core<H> {
                         c.io.close_notified = true;
                         c.io.abandon(&mut self.ctx);
                     }
-                    return slot;
+                    return Some(slot);
                 }
             }
         }
@@ -249,17 +259,16 @@ impl<H: Handler> Core<H> {
                 c.over_limit = true;
             }
         }
-        slot
+        Some(slot)
     }
 
     /// Takes a connection accepted from this reactor's own listener.
     pub fn accept_stream(&mut self, stream: std::net::TcpStream, peer: SocketAddr) -> Option<u32> {
-        use std::os::fd::IntoRawFd;
         if let Err(e) = stream.set_nonblocking(true).and(stream.set_nodelay(true)) {
             tracing::warn!(%peer, "socket setup failed: {e}");
             return None;
         }
-        Some(self.accept(stream.into_raw_fd(), peer))
+        self.accept(stream.into(), peer)
     }
 
     /// Frees a slot after the backend closed its socket (no operation of
@@ -355,7 +364,7 @@ impl<H: Handler> Core<H> {
             && n >= 2 * lowat as usize
         {
             conn.io.lowat_lifted = true;
-            set_notsent_lowat(conn.fd, u32::MAX);
+            set_notsent_lowat(conn.fd.as_raw_fd(), u32::MAX);
         }
         if conn.io.backpressured && conn.io.out.buffered() <= low {
             conn.io.backpressured = false;

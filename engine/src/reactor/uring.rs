@@ -10,8 +10,9 @@
 //!   writes continue from where they stopped).
 //! - One `io_uring_enter` per iteration submits everything and waits for
 //!   the next completion or the timer tick.
-//! - `user_data` = generation << 32 | slot << 8 | op. A slot is freed only
-//!   when neither a recv nor a send of its connection can still complete.
+//! - `user_data` is a [`UserData`] (generation << 32 | slot << 8 | op,
+//!   checked both ways). A slot is freed only when neither a recv nor a
+//!   send of its connection can still complete.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
-use super::Core;
+use super::{Core, MAX_SLOTS};
 use crate::conn::CloseStep;
 use crate::handler::Handler;
 
@@ -37,17 +38,70 @@ pub(crate) fn probe() -> io::Result<()> {
         .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")))
 }
 
-const OP_RECV: u64 = 1;
-const OP_SEND: u64 = 2;
-const OP_WAKE: u64 = 3;
-const OP_CANCEL: u64 = 4;
-const OP_ACCEPT: u64 = 5;
-const OP_CONNECT: u64 = 6;
+/// What an SQE is for; the low byte of its `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Recv = 1,
+    Send = 2,
+    Wake = 3,
+    Cancel = 4,
+    Accept = 5,
+    Connect = 6,
+}
 
 const BGID: u16 = 0;
 
-fn ud(slot: u32, generation: u32, op: u64) -> u64 {
-    (generation as u64) << 32 | (slot as u64) << 8 | op
+/// An SQE's `user_data`: generation << 32 | slot << 8 | op. Checked both
+/// ways: a slot past [`MAX_SLOTS`] or an unknown op is a bug, not a
+/// silently truncated value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UserData {
+    slot: u32,
+    generation: u32,
+    op: Op,
+}
+
+impl UserData {
+    fn conn(slot: u32, generation: u32, op: Op) -> u64 {
+        UserData {
+            slot,
+            generation,
+            op,
+        }
+        .encode()
+    }
+
+    /// For SQEs that belong to no connection (wake-up, shared accept).
+    fn reactor(op: Op) -> u64 {
+        Self::conn(0, 0, op)
+    }
+
+    fn encode(self) -> u64 {
+        assert!(
+            self.slot < MAX_SLOTS,
+            "slot {} does not fit user_data",
+            self.slot
+        );
+        (self.generation as u64) << 32 | (self.slot as u64) << 8 | self.op as u64
+    }
+
+    fn decode(v: u64) -> Option<UserData> {
+        let op = match v & 0xff {
+            1 => Op::Recv,
+            2 => Op::Send,
+            3 => Op::Wake,
+            4 => Op::Cancel,
+            5 => Op::Accept,
+            6 => Op::Connect,
+            _ => return None,
+        };
+        Some(UserData {
+            slot: ((v >> 8) & 0xff_ffff) as u32,
+            generation: (v >> 32) as u32,
+            op,
+        })
+    }
 }
 
 /// A provided-buffer ring: `entries` buffers of `size` bytes that the
@@ -176,7 +230,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
     let arm_wake = |ring: &mut IoUring, buf: &mut u64| {
         let e = opcode::Read::new(Fd(waker_fd), (buf as *mut u64).cast(), 8)
             .build()
-            .user_data(OP_WAKE);
+            .user_data(UserData::reactor(Op::Wake));
         push(ring, &e)
     };
     arm_wake(&mut ring, &mut wake_buf)?;
@@ -188,7 +242,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 &opcode::AcceptMulti::new(Fd(fd))
                     .flags(libc::SOCK_CLOEXEC)
                     .build()
-                    .user_data(OP_ACCEPT),
+                    .user_data(UserData::reactor(Op::Accept)),
             ),
             None => Ok(()),
         }
@@ -226,15 +280,21 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
         );
 
         for &(user_data, res, flags) in &cqes {
-            let op = user_data & 0xff;
-            let slot = ((user_data >> 8) & 0xff_ffff) as u32;
-            let generation = (user_data >> 32) as u32;
+            let Some(UserData {
+                slot,
+                generation,
+                op,
+            }) = UserData::decode(user_data)
+            else {
+                tracing::error!(user_data, "completion with unknown user_data: ignored");
+                continue;
+            };
             match op {
-                OP_WAKE => {
+                Op::Wake => {
                     mailbox(&mut ring, &mut core, &mut check_close)?;
                     arm_wake(&mut ring, &mut wake_buf)?;
                 }
-                OP_RECV => {
+                Op::Recv => {
                     let bid = cqueue::buffer_select(flags);
                     let live = core.generation(slot) == Some(generation);
                     if res > 0 && live {
@@ -275,7 +335,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                     }
                     check_close.push(slot);
                 }
-                OP_SEND => {
+                Op::Send => {
                     if core.generation(slot) != Some(generation) {
                         continue;
                     }
@@ -291,7 +351,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                     }
                     check_close.push(slot);
                 }
-                OP_ACCEPT => {
+                Op::Accept => {
                     if res >= 0 {
                         // SAFETY: the kernel just created this fd for us.
                         let stream = unsafe { std::net::TcpStream::from_raw_fd(res) };
@@ -317,7 +377,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                         }
                     }
                 }
-                OP_CONNECT => {
+                Op::Connect => {
                     if core.generation(slot) != Some(generation) {
                         continue;
                     }
@@ -330,7 +390,8 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                     }
                     check_close.push(slot);
                 }
-                _ => {} // OP_CANCEL: the cancelled op's own completion tells the outcome.
+                // The cancelled op's own completion tells the outcome.
+                Op::Cancel => {}
             }
         }
         bufs.publish();
@@ -349,7 +410,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
                 continue;
             };
-            let fd = c.fd;
+            let fd = c.raw_fd();
             if !c.io.out.in_flight
                 && let Some(chunk) = core.next_chunk(slot)
                 && !chunk.is_empty()
@@ -357,7 +418,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
                     .flags(libc::MSG_NOSIGNAL)
                     .build()
-                    .user_data(ud(slot, generation, OP_SEND));
+                    .user_data(UserData::conn(slot, generation, Op::Send));
                 push(&mut ring, &e)?;
                 if let Some(c) = core.conn_mut(slot) {
                     c.io.out.in_flight = true;
@@ -377,10 +438,6 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
     // Teardown: close every socket, then drop the ring (which cancels and
     // reaps whatever is still in flight) before the buffers it points to.
     for slot in core.live_slots() {
-        if let Some(c) = core.conn(slot) {
-            // SAFETY: the slot owns the fd.
-            unsafe { libc::close(c.fd) };
-        }
         core.remove(slot);
     }
     core.publish_stats();
@@ -401,9 +458,9 @@ fn arm_recv<H: Handler>(ring: &mut IoUring, core: &mut Core<H>, slot: u32) -> io
     if c.recv_active || c.io.disconnect {
         return Ok(());
     }
-    let e = opcode::RecvMulti::new(Fd(c.fd), BGID)
+    let e = opcode::RecvMulti::new(Fd(c.raw_fd()), BGID)
         .build()
-        .user_data(ud(slot, generation, OP_RECV));
+        .user_data(UserData::conn(slot, generation, Op::Recv));
     c.recv_active = true;
     push(ring, &e)
 }
@@ -432,9 +489,9 @@ fn mailbox<H: Handler>(
             continue;
         };
         c.recv_active = true;
-        let e = opcode::PollAdd::new(Fd(c.fd), libc::POLLOUT as u32)
+        let e = opcode::PollAdd::new(Fd(c.raw_fd()), libc::POLLOUT as u32)
             .build()
-            .user_data(ud(slot, generation, OP_CONNECT));
+            .user_data(UserData::conn(slot, generation, Op::Connect));
         push(ring, &e)?;
         check_close.push(slot);
     }
@@ -458,7 +515,7 @@ fn close_when_idle<H: Handler>(
     let Some(c) = core.conn_mut(slot) else {
         return Ok(());
     };
-    let fd = c.fd;
+    let fd = c.raw_fd();
     if step == CloseStep::Shutdown {
         // SAFETY: shutdown on the slot's own socket; nothing is in flight
         // on its sending side.
@@ -475,25 +532,61 @@ fn close_when_idle<H: Handler>(
             // connecting socket's poll, and a send in flight.
             let mut ops = Vec::with_capacity(3);
             if c.recv_active {
-                ops.extend([OP_RECV, OP_CONNECT]);
+                ops.extend([Op::Recv, Op::Connect]);
             }
             if c.io.out.in_flight {
-                ops.push(OP_SEND);
+                ops.push(Op::Send);
             }
             for op in ops {
-                let e = opcode::AsyncCancel::new(ud(slot, generation, op))
+                let e = opcode::AsyncCancel::new(UserData::conn(slot, generation, op))
                     .build()
-                    .user_data(ud(slot, generation, OP_CANCEL));
+                    .user_data(UserData::conn(slot, generation, Op::Cancel));
                 push(ring, &e)?;
             }
         }
         return Ok(());
     }
-    // SAFETY: the slot owns the fd and nothing in flight refers to it.
-    unsafe { libc::close(fd) };
+    // Nothing in flight refers to the socket: dropping the slot closes it.
     core.remove(slot);
     Ok(())
 }
 
 /// io_uring drives the reactor itself.
 pub(crate) const SUPPORTED: bool = true;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        for op in [
+            Op::Recv,
+            Op::Send,
+            Op::Wake,
+            Op::Cancel,
+            Op::Accept,
+            Op::Connect,
+        ] {
+            for (slot, generation) in [(0, 0), (1, 7), (MAX_SLOTS - 1, u32::MAX)] {
+                let v = UserData::conn(slot, generation, op);
+                assert_eq!(
+                    UserData::decode(v),
+                    Some(UserData {
+                        slot,
+                        generation,
+                        op
+                    })
+                );
+            }
+        }
+        assert_eq!(UserData::decode(0), None);
+        assert_eq!(UserData::decode(0xff), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn slot_past_the_limit_is_refused() {
+        UserData::conn(MAX_SLOTS, 1, Op::Recv);
+    }
+}
