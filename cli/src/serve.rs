@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -216,12 +215,6 @@ impl Handler for Demo {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
 pub fn run(a: ServeArgs) -> std::io::Result<()> {
     let mut b = Server::builder()
         .bind(a.listen)
@@ -285,14 +278,7 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         server.local_addr(),
         server.backend()
     );
-    // SAFETY: installs a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_signal();
     eprintln!("ringwire serve: shutting down (1001 to every connection)");
     let stats = server.stats();
     server.shutdown(Duration::from_secs_f64(a.grace.clamp(0.0, 3600.0)));

@@ -140,6 +140,7 @@ impl Default for ConnectOptions {
 
 /// Why a client connection did not open.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The URL could not be used.
     BadUrl(String),

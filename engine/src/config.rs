@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// Which I/O backend the reactors use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Backend {
     /// io_uring when it can be set up, epoll otherwise (the default).
     /// `RINGWIRE_BACKEND=uring|epoll` in the environment overrides it.
@@ -13,6 +14,17 @@ pub enum Backend {
     Uring,
     /// epoll only.
     Epoll,
+}
+
+/// `io_uring`, `epoll` or `auto` (what the logs and the CLI print).
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Uring => "io_uring",
+            Backend::Epoll => "epoll",
+        })
+    }
 }
 
 impl std::str::FromStr for Backend {
@@ -29,6 +41,7 @@ impl std::str::FromStr for Backend {
 
 /// What happens when a connection's send queue passes the hard cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OverflowPolicy {
     /// Close the connection with 1008 (policy violation). The default: a
     /// reader that never reads is cut off.

@@ -183,7 +183,7 @@ pub struct ReactorStats {
     pub mailbox_refused: AtomicU64,
 }
 
-/// A snapshot of [`ReactorStats`] as plain numbers.
+/// A reactor's counters (or their sum over reactors) as plain numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Open connections.
@@ -344,10 +344,17 @@ impl ReactorShared {
 /// meets the same rules as a [`crate::WebSocket`] send on the reactor (the
 /// connection's cap, the output budget); a message for a connection that
 /// has closed meanwhile is discarded there.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnHandle {
     shared: Arc<ReactorShared>,
     id: ConnId,
+}
+
+/// Shows the connection's id (reactor, slot, generation).
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConnHandle").field(&self.id).finish()
+    }
 }
 
 impl ConnHandle {
@@ -398,7 +405,33 @@ impl ConnHandle {
     }
 }
 
-/// Controls a running server.
+/// Set by the SIGINT/SIGTERM handler of [`ServerHandle::wait_for_signal`].
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+fn install_stop_handlers() {
+    // SAFETY: installs a handler that only stores to an atomic (async-
+    // signal-safe).
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+    }
+}
+
+/// Controls a running server. Dropping it shuts the server down (1001 to
+/// every connection, 1 s grace): keep it for as long as the server should
+/// run (see [`ServerHandle::run_until_signal`]).
+///
+/// Its `Debug` shows the address, the backend and the reactor count.
 pub struct ServerHandle {
     pub(crate) local_addr: std::net::SocketAddr,
     pub(crate) reactors: Vec<Arc<ReactorShared>>,
@@ -406,8 +439,18 @@ pub struct ServerHandle {
     pub(crate) acceptor: Option<JoinHandle<()>>,
     pub(crate) listener_fds: Vec<RawFd>,
     pub(crate) stopping: Arc<AtomicBool>,
-    pub(crate) backend: &'static str,
+    pub(crate) backend: crate::Backend,
     pub(crate) next_dial: AtomicUsize,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("backend", &self.backend)
+            .field("reactors", &self.reactors.len())
+            .finish()
+    }
 }
 
 impl ServerHandle {
@@ -417,8 +460,10 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// `"io_uring"` or `"epoll"`.
-    pub fn backend(&self) -> &'static str {
+    /// The backend the reactors run: [`Backend::Uring`](crate::Backend::Uring)
+    /// or [`Backend::Epoll`](crate::Backend::Epoll), never `Auto` (its
+    /// `Display` prints `io_uring` / `epoll`).
+    pub fn backend(&self) -> crate::Backend {
         self.backend
     }
 
@@ -473,6 +518,28 @@ impl ServerHandle {
         self.reactor_stats()
             .into_iter()
             .fold(StatsSnapshot::default(), |a, b| a + b)
+    }
+
+    /// Blocks the calling thread until the process gets SIGINT or SIGTERM
+    /// (it installs handlers for both that only set a flag). The server
+    /// keeps running; call [`shutdown`](Self::shutdown) next, or use
+    /// [`run_until_signal`](Self::run_until_signal).
+    pub fn wait_for_signal(&self) {
+        install_stop_handlers();
+        while !SIGNALLED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully (1001
+    /// to every connection, close handshakes for up to `grace`): what a
+    /// server's `main` wants. Note that dropping a `ServerHandle` shuts
+    /// the server down (with a 1 s grace), so a `main` that only starts a
+    /// server must keep the handle and wait on it (this, or
+    /// [`join`](Self::join)).
+    pub fn run_until_signal(self, grace: Duration) {
+        self.wait_for_signal();
+        self.shutdown(grace);
     }
 
     /// Stops accepting, sends 1001 to every connection, waits for their

@@ -14,7 +14,7 @@ use crate::handle::ConnHandle;
 use crate::reactor::{Ctx, Timer};
 
 /// Application callbacks. One handler instance per reactor thread (created
-/// there by the factory given to [`crate::ServerBuilder::build`]), so a
+/// there by the factory given to [`crate::ServerBuilder::start`]), so a
 /// handler needs no locks for its own state; `Conn` is per-connection state.
 ///
 /// A panic inside any callback closes that connection with 1011 (or answers
@@ -167,6 +167,7 @@ impl HttpResponse {
 /// What happened to a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a send can report backpressure or a dropped message"]
+#[non_exhaustive]
 pub enum SendStatus {
     /// Queued; the queue is below the high watermark.
     Sent,

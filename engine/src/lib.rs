@@ -23,6 +23,9 @@
 //! let server = Server::builder()
 //!     .bind("127.0.0.1:9001".parse().unwrap())
 //!     .start(|_reactor| Echo)?;
+//! // Serve until SIGINT/SIGTERM, then close every connection with 1001.
+//! // (Dropping the handle stops the server: keep it while serving.)
+//! server.run_until_signal(std::time::Duration::from_secs(5));
 //! # Ok::<(), std::io::Error>(())
 //! ```
 

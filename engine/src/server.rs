@@ -161,9 +161,9 @@ impl ServerBuilder {
         };
         let listener_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
         if listeners.is_empty() {
-            tracing::debug!(reactors = n, backend, "ringwire client engine started");
+            tracing::debug!(reactors = n, %backend, "ringwire client engine started");
         } else {
-            tracing::info!(%local_addr, reactors = n, backend, reuse_port = cfg.reuse_port, tls = cfg.tls.is_some(), "ringwire listening");
+            tracing::info!(%local_addr, reactors = n, %backend, reuse_port = cfg.reuse_port, tls = cfg.tls.is_some(), "ringwire listening");
         }
 
         let factory = Arc::new(factory);
@@ -207,7 +207,7 @@ impl ServerBuilder {
                     let mut core = Core::new(handler, cfg, shared, rx, data_rx);
                     core.listener = listener;
                     let r = match backend {
-                        "io_uring" => uring::run(core),
+                        Backend::Uring => uring::run(core),
                         _ => epoll::run(core),
                     };
                     if let Err(e) = r {
@@ -225,7 +225,7 @@ impl ServerBuilder {
                     std::thread::Builder::new()
                         .name("ringwire-acceptor".into())
                         .spawn(move || {
-                            acceptor::run(listener, reactors, stopping, backend == "io_uring")
+                            acceptor::run(listener, reactors, stopping, backend == Backend::Uring)
                         })?,
                 )
             }
@@ -247,7 +247,8 @@ impl ServerBuilder {
 
 /// Picks the backend: the environment (`RINGWIRE_BACKEND`) overrides the
 /// builder's `Auto`; `Auto` uses io_uring when it can be set up here.
-fn choose_backend(requested: Backend) -> io::Result<&'static str> {
+/// Returns `Uring` or `Epoll`, never `Auto`.
+fn choose_backend(requested: Backend) -> io::Result<Backend> {
     let requested = match (requested, std::env::var("RINGWIRE_BACKEND")) {
         (Backend::Auto, Ok(v)) if !v.is_empty() => v
             .parse::<Backend>()
@@ -257,27 +258,23 @@ fn choose_backend(requested: Backend) -> io::Result<&'static str> {
     match requested {
         Backend::Epoll => {
             tracing::info!("backend: epoll (requested)");
-            Ok("epoll")
+            Ok(Backend::Epoll)
         }
         Backend::Uring => match uring::probe() {
-            Ok(()) => Ok("io_uring"),
+            Ok(()) => Ok(Backend::Uring),
             Err(e) => Err(io::Error::new(
                 e.kind(),
                 format!("io_uring requested but unavailable: {e}"),
             )),
         },
         Backend::Auto => match uring::probe() {
-            Ok(()) if uring::SUPPORTED => {
-                tracing::info!("backend: io_uring");
-                Ok("io_uring")
-            }
             Ok(()) => {
-                tracing::info!("backend: epoll (io_uring backend not built yet)");
-                Ok("epoll")
+                tracing::info!("backend: io_uring");
+                Ok(Backend::Uring)
             }
             Err(e) => {
                 tracing::warn!("backend: epoll (io_uring unavailable: {e})");
-                Ok("epoll")
+                Ok(Backend::Epoll)
             }
         },
     }

@@ -47,7 +47,6 @@ impl Handler for Flood {
                     self.rec.push(Ev::Send(st, ws.buffered_amount()));
                     match st {
                         SendStatus::Sent | SendStatus::Backpressure => {}
-                        SendStatus::Closed => break,
                         SendStatus::Dropped => {
                             let left = extra.get_or_insert(self.extra);
                             if *left == 0 {
@@ -55,6 +54,8 @@ impl Handler for Flood {
                             }
                             *left -= 1;
                         }
+                        // Closed, or a status added later: stop.
+                        _ => break,
                     }
                 }
                 self.rec.push(Ev::RoundDone);

@@ -27,15 +27,9 @@ pub(super) fn negotiate_deflate(
     let Some(pd) = &cfg.deflate else {
         return Ok(None);
     };
-    let offers: Vec<&str> = req
-        .headers()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .collect();
-    if offers.is_empty() {
-        return Ok(None);
-    }
-    pmd::server_negotiate(&offers, &pd.effective())
+    // The parser already read (and checked the grammar of) every
+    // `Sec-WebSocket-Extensions` header: no second parse here.
+    pmd::server_negotiate_offers(req.extensions(), &pd.effective())
 }
 
 impl<H: Handler> Core<H> {

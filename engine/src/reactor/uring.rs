@@ -551,9 +551,6 @@ fn close_when_idle<H: Handler>(
     Ok(())
 }
 
-/// io_uring drives the reactor itself.
-pub(crate) const SUPPORTED: bool = true;
-
 #[cfg(test)]
 mod tests {
     use super::*;
