@@ -135,7 +135,9 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         backend: a.backend,
         progress: !a.json && std::io::stderr().is_terminal(),
         deflate: a.deflate.then(ringwire::PermessageDeflate::default),
-        tls: if a.insecure {
+        tls: if (a.insecure || a.ca.is_some()) && !a.url.starts_with("wss://") {
+            return Err("--ca and --insecure apply to wss:// URLs only".into());
+        } else if a.insecure {
             eprintln!("ringwire load: --insecure: server certificates are NOT verified");
             Some(ringwire::ClientTls::dangerous_insecure_no_verification())
         } else if let Some(ca) = &a.ca {

@@ -139,7 +139,7 @@ impl Default for ConnectOptions {
 }
 
 /// Why a client connection did not open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ConnectError {
     /// The URL could not be used.
@@ -150,8 +150,8 @@ pub enum ConnectError {
     Refused,
     /// TCP connect or handshake took longer than the timeout.
     Timeout,
-    /// Another socket error (with its text).
-    Io(String),
+    /// Another socket error (kept as the error's `source()`).
+    Io(std::sync::Arc<std::io::Error>),
     /// The server's answer was not a valid 101 (bad status with its status
     /// line, bad accept, unoffered protocol or extension, …).
     Handshake(ClientHandshakeError),
@@ -175,7 +175,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Resolve(s) => write!(f, "cannot resolve {s}"),
             ConnectError::Refused => f.write_str("connection refused"),
             ConnectError::Timeout => f.write_str("connect timeout"),
-            ConnectError::Io(s) => write!(f, "socket error: {s}"),
+            ConnectError::Io(e) => write!(f, "socket error: {e}"),
             ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
             ConnectError::Closed => f.write_str("connection closed during the handshake"),
             ConnectError::Tls(s) => write!(f, "TLS: {s}"),
@@ -185,7 +185,25 @@ impl fmt::Display for ConnectError {
     }
 }
 
-impl std::error::Error for ConnectError {}
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Io(e) => Some(&**e),
+            ConnectError::Handshake(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for ConnectError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            ConnectError::Refused
+        } else {
+            ConnectError::Io(std::sync::Arc::new(e))
+        }
+    }
+}
 
 impl ConnectError {
     /// A short stable name for counting errors by kind.

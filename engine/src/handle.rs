@@ -437,7 +437,8 @@ pub struct ServerHandle {
     pub(crate) reactors: Vec<Arc<ReactorShared>>,
     pub(crate) threads: Vec<JoinHandle<()>>,
     pub(crate) acceptor: Option<JoinHandle<()>>,
-    pub(crate) listener_fds: Vec<RawFd>,
+    /// Duplicates of the listening sockets, for `shutdown` on stop.
+    pub(crate) listener_dups: Vec<std::net::TcpListener>,
     pub(crate) stopping: Arc<AtomicBool>,
     pub(crate) backend: crate::Backend,
     pub(crate) next_dial: AtomicUsize,
@@ -494,6 +495,12 @@ impl ServerHandle {
         state: C,
     ) -> Result<(), crate::client::ConnectError> {
         use crate::client::ConnectError;
+        if opts.tls.is_some() && !url.tls {
+            // Refused rather than ignored: the caller expects TLS.
+            return Err(ConnectError::Tls(
+                "TLS options given for a ws:// URL (use wss://)".into(),
+            ));
+        }
         let i = self.next_dial.fetch_add(1, Ordering::Relaxed) % self.reactors.len();
         let cmd = ConnectCmd {
             addr,
@@ -556,9 +563,9 @@ impl ServerHandle {
         }
         // Unblocks the acceptor's accept() (it then sees `stopping`) and
         // stops new connections on per-reactor listeners.
-        for &fd in &self.listener_fds {
-            // SAFETY: shutdown on our listening sockets; errors are harmless.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        for l in &self.listener_dups {
+            // Errors (already shut down) are harmless.
+            let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Both);
         }
         let deadline = std::time::Instant::now() + grace;
         for r in &self.reactors {

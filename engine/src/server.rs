@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
@@ -159,7 +158,13 @@ impl ServerBuilder {
             Some(l) => l.local_addr()?,
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        let listener_fds = listeners.iter().map(|l| l.as_raw_fd()).collect();
+        // Our own duplicates of the listening sockets (the acceptor or the
+        // reactors own the originals): `shutdown` through them is safe
+        // whenever the owners close theirs.
+        let listener_dups = listeners
+            .iter()
+            .map(TcpListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()?;
         if listeners.is_empty() {
             tracing::debug!(reactors = n, %backend, "ringwire client engine started");
         } else {
@@ -237,7 +242,7 @@ impl ServerBuilder {
             reactors,
             threads,
             acceptor,
-            listener_fds,
+            listener_dups,
             stopping,
             backend,
             next_dial: AtomicUsize::new(0),

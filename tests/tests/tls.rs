@@ -400,7 +400,24 @@ fn sni_selects_certificates(backend: Backend) {
     stop(server);
 }
 
+/// TLS options on a `ws://` URL are refused on the caller's thread, not
+/// silently ignored.
+fn tls_options_on_ws_url_are_refused(backend: Backend) {
+    let (engine, seen) = dialer(backend);
+    let opts = ConnectOptions {
+        tls: Some(ClientTls::dangerous_insecure_no_verification()),
+        ..Default::default()
+    };
+    match engine.connect("ws://127.0.0.1:9/", opts, Vec::<Vec<u8>>::new()) {
+        Err(ConnectError::Tls(reason)) => assert!(reason.contains("wss://"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(seen.snapshot().is_empty(), "nothing was dialed");
+    engine.shutdown(Duration::from_secs(1));
+}
+
 backend_tests! {
+    tls_options_on_ws_url_are_refused: tls_options_on_ws_url_are_refused_epoll, tls_options_on_ws_url_are_refused_uring;
     server_echo_over_tls: server_echo_over_tls_epoll, server_echo_over_tls_uring;
     client_echo_over_tls: client_echo_over_tls_epoll, client_echo_over_tls_uring;
     client_against_own_server: client_against_own_server_epoll, client_against_own_server_uring;

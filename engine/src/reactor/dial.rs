@@ -37,14 +37,7 @@ impl<H: Handler> Core<H> {
         })();
         let sock = match sock {
             Ok(s) => s,
-            Err(e) => {
-                let err = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ConnectError::Refused
-                } else {
-                    ConnectError::Io(e.to_string())
-                };
-                return self.report_connect_error(state, err);
-            }
+            Err(e) => return self.report_connect_error(state, e.into()),
         };
         let host = url.host_header();
         let protocols: Vec<&str> = opts.protocols.iter().map(String::as_str).collect();
@@ -118,14 +111,7 @@ impl<H: Handler> Core<H> {
                 conn.phase = Phase::ClientHandshake;
                 conn.io.queue_raw(&mut self.ctx, &request);
             }
-            Ok(Some(e)) | Err(e) => {
-                let err = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ConnectError::Refused
-                } else {
-                    ConnectError::Io(e.to_string())
-                };
-                self.fail_connect(slot, err);
-            }
+            Ok(Some(e)) | Err(e) => self.fail_connect(slot, e.into()),
         }
     }
 
