@@ -22,11 +22,6 @@ pub const MEASURE: u8 = 1;
 /// Stop sending; the run is over.
 pub const STOP: u8 = 2;
 
-/// A latency histogram in microseconds: 1 µs to 60 s, 3 digits.
-pub fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Microseconds, at least 1 (the histogram's lowest value).
 pub fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(1, 60_000_000)
@@ -48,8 +43,8 @@ pub struct Acc {
 impl Acc {
     pub fn new() -> Acc {
         Acc {
-            hist: new_hist(),
-            connect_hist: new_hist(),
+            hist: crate::report::new_histogram(),
+            connect_hist: crate::report::new_histogram(),
             msgs: 0,
             bytes: 0,
             mismatches: 0,
