@@ -91,6 +91,7 @@ impl<H: Handler> Core<H> {
             "shutting down: 1001 to every connection"
         );
         self.shutdown = Some(deadline);
+        let left = deadline.saturating_duration_since(self.clock());
         for slot in self.live_slots() {
             let conn = self.slots[slot as usize].conn.as_mut().expect("live");
             match conn.phase {
@@ -105,10 +106,7 @@ impl<H: Handler> Core<H> {
                     );
                     // Rounded up: `Ms` counts whole milliseconds, and the
                     // connection must not be cut before the grace ends.
-                    conn.deadline = self.now.plus(
-                        deadline.saturating_duration_since(Instant::now())
-                            + Duration::from_millis(1),
-                    );
+                    conn.deadline = self.now.plus(left + Duration::from_millis(1));
                     conn.close_armed = true;
                 }
                 Phase::Handshake => {
@@ -125,7 +123,7 @@ impl<H: Handler> Core<H> {
     /// True when a shutdown is complete (or its deadline passed).
     pub fn shutdown_done(&self) -> bool {
         match self.shutdown {
-            Some(deadline) => self.open == 0 || Instant::now() >= deadline,
+            Some(deadline) => self.open == 0 || self.clock() >= deadline,
             None => false,
         }
     }

@@ -29,6 +29,9 @@ mod receive;
 mod timers;
 pub(crate) mod uring;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use ctx::{Ctx, SendLimits};
 use frames::guarded;
 use timers::open_deadline;
@@ -103,6 +106,8 @@ pub(crate) struct Core<H: Handler> {
     due: Vec<Timer>,
     /// Scratch buffer for decrypted bytes (TLS connections).
     tls_plain: Vec<u8>,
+    /// A clock set by tests (a fake backend); `None`: the real one.
+    fake_clock: Option<Instant>,
 }
 
 /// Most slots per reactor: slot numbers take 24 bits of io_uring's
@@ -158,7 +163,22 @@ impl<H: Handler> Core<H> {
             now: Ms(0),
             due: Vec::new(),
             tls_plain: Vec::new(),
+            fake_clock: None,
         }
+    }
+
+    /// The time, for every timer decision of the core: the real clock, or
+    /// the one a test set with [`Core::set_clock`].
+    #[inline]
+    pub fn clock(&self) -> Instant {
+        self.fake_clock.unwrap_or_else(Instant::now)
+    }
+
+    /// Drives the core with a fake clock (tests: a fake backend advances
+    /// time instead of sleeping).
+    #[cfg(test)]
+    pub fn set_clock(&mut self, t: Instant) {
+        self.fake_clock = Some(t);
     }
 
     pub fn config(&self) -> &Config {

@@ -54,12 +54,12 @@ pub(super) fn open_deadline(cfg: &Config, from: Ms) -> Ms {
 impl<H: Handler> Core<H> {
     /// True when the next `tick` will run its checks.
     pub fn tick_due(&self) -> bool {
-        Instant::now() >= self.next_tick
+        self.clock() >= self.next_tick
     }
 
     /// Reads the clock once; backends call this when their wait returns.
     pub fn refresh_clock(&mut self) -> Instant {
-        let instant = Instant::now();
+        let instant = self.clock();
         let ms = instant.duration_since(self.epoch).as_millis() as u64;
         self.now = Ms(ms as u32);
         instant
@@ -72,7 +72,7 @@ impl<H: Handler> Core<H> {
             Some(Reverse(t)) => t.at.min(self.next_tick),
             None => self.next_tick,
         };
-        next.saturating_duration_since(Instant::now())
+        next.saturating_duration_since(self.clock())
     }
 
     /// Runs `on_timer` for every handler timer that is due. Timers set by
@@ -82,7 +82,7 @@ impl<H: Handler> Core<H> {
         let Some(Reverse(first)) = self.ctx.timers.peek() else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock();
         if first.at > now {
             return;
         }
