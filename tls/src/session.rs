@@ -128,9 +128,10 @@ pub trait TlsSession: Send {
     }
 }
 
-/// Per-session state common to both sides.
+/// Per-session state common to both sides (public only so that the sealed
+/// `RustlsSide` can name it; not reachable from outside the crate).
 #[derive(Debug, Default)]
-struct Core {
+pub struct Core {
     /// Plaintext moved out of rustls during a large feed; it comes before what rustls still
     /// holds. Empty (and usually unallocated) in steady state.
     overflow: Vec<u8>,
@@ -435,73 +436,117 @@ impl ServerSession {
     }
 }
 
-/// The [`TlsSession`] methods both sides implement the same way, over their
-/// `conn` (a rustls connection) and `core`; each side adds its own
-/// `check_first_bytes`, `map_error` and `sni_hostname`.
-macro_rules! common_session_methods {
-    () => {
-        fn feed_ciphertext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-            self.check_first_bytes(data)?;
-            let result = self.core.feed(&mut *self.conn, data);
-            result.map_err(|e| self.map_error(e))
-        }
+/// What differs between the two sides of a rustls session; every
+/// [`TlsSession`] method is written once, generically, over it.
+mod side {
+    use super::*;
 
-        fn feed_ciphertext_into(
-            &mut self,
-            data: &[u8],
-            plaintext_out: &mut Vec<u8>,
-        ) -> Result<usize, TlsError> {
-            self.check_first_bytes(data)?;
-            let result = self.core.feed_into(&mut *self.conn, data, plaintext_out);
-            result.map_err(|e| self.map_error(e))
-        }
-
-        fn take_plaintext(&mut self, out: &mut Vec<u8>) -> Result<usize, TlsError> {
-            Ok(self.core.take_plaintext(&mut *self.conn, out))
-        }
-
-        fn write_plaintext(&mut self, data: &[u8]) -> Result<(), TlsError> {
-            self.core.write(&mut *self.conn, data)
-        }
-
-        fn write_plaintext_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), TlsError> {
-            self.core.write_vectored(&mut *self.conn, bufs)
-        }
-
-        fn take_ciphertext(&mut self, out: &mut Vec<u8>) -> usize {
-            take_ciphertext(&mut *self.conn, out)
-        }
-
-        fn wants_write(&self) -> bool {
-            self.conn.wants_write()
-        }
-
-        fn is_handshaking(&self) -> bool {
-            self.conn.is_handshaking()
-        }
-
-        fn send_close_notify(&mut self) {
-            self.conn.send_close_notify();
-        }
-
-        fn peer_closed(&self) -> bool {
-            self.core.peer_closed
-        }
-
-        fn alpn_protocol(&self) -> Option<&[u8]> {
-            self.conn.alpn_protocol()
-        }
-
-        fn peer_cert_sha256(&self) -> Option<String> {
-            peer_cert_sha256(&*self.conn)
-        }
-    };
+    /// A rustls session of either side: its connection and our `Core`,
+    /// and the side's own first-bytes check, error mapping and SNI.
+    pub trait RustlsSide: Send {
+        type Data;
+        fn conn(&self) -> &ConnectionCommon<Self::Data>;
+        fn parts(&mut self) -> (&mut ConnectionCommon<Self::Data>, &mut Core);
+        fn peer_closed_flag(&self) -> bool;
+        fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError>;
+        fn map_error(&self, e: TlsError) -> TlsError;
+        fn sni(&self) -> Option<&str>;
+    }
 }
 
-impl TlsSession for ServerSession {
-    common_session_methods!();
+use side::RustlsSide;
+
+impl<S: RustlsSide> TlsSession for S {
+    fn feed_ciphertext(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        self.check_first_bytes(data)?;
+        let (conn, core) = self.parts();
+        let result = core.feed(conn, data);
+        result.map_err(|e| self.map_error(e))
+    }
+
+    fn feed_ciphertext_into(
+        &mut self,
+        data: &[u8],
+        plaintext_out: &mut Vec<u8>,
+    ) -> Result<usize, TlsError> {
+        self.check_first_bytes(data)?;
+        let (conn, core) = self.parts();
+        let result = core.feed_into(conn, data, plaintext_out);
+        result.map_err(|e| self.map_error(e))
+    }
+
+    fn take_plaintext(&mut self, out: &mut Vec<u8>) -> Result<usize, TlsError> {
+        let (conn, core) = self.parts();
+        Ok(core.take_plaintext(conn, out))
+    }
+
+    fn write_plaintext(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        let (conn, core) = self.parts();
+        core.write(conn, data)
+    }
+
+    fn write_plaintext_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<(), TlsError> {
+        let (conn, core) = self.parts();
+        core.write_vectored(conn, bufs)
+    }
+
+    fn take_ciphertext(&mut self, out: &mut Vec<u8>) -> usize {
+        take_ciphertext(self.parts().0, out)
+    }
+
+    fn wants_write(&self) -> bool {
+        self.conn().wants_write()
+    }
+
+    fn is_handshaking(&self) -> bool {
+        self.conn().is_handshaking()
+    }
+
+    fn send_close_notify(&mut self) {
+        self.parts().0.send_close_notify();
+    }
+
+    fn peer_closed(&self) -> bool {
+        self.peer_closed_flag()
+    }
+
+    fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn().alpn_protocol()
+    }
 
     fn sni_hostname(&self) -> Option<&str> {
+        self.sni()
+    }
+
+    fn peer_cert_sha256(&self) -> Option<String> {
+        peer_cert_sha256(self.conn())
+    }
+}
+
+impl RustlsSide for ServerSession {
+    type Data = rustls::server::ServerConnectionData;
+
+    fn conn(&self) -> &ConnectionCommon<Self::Data> {
+        &self.conn
+    }
+
+    fn parts(&mut self) -> (&mut ConnectionCommon<Self::Data>, &mut Core) {
+        (&mut self.conn, &mut self.core)
+    }
+
+    fn peer_closed_flag(&self) -> bool {
+        self.core.peer_closed
+    }
+
+    fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        ServerSession::check_first_bytes(self, data)
+    }
+
+    fn map_error(&self, e: TlsError) -> TlsError {
+        ServerSession::map_error(self, e)
+    }
+
+    fn sni(&self) -> Option<&str> {
         self.conn.server_name()
     }
 }
@@ -558,10 +603,30 @@ impl ClientSession {
     }
 }
 
-impl TlsSession for ClientSession {
-    common_session_methods!();
+impl RustlsSide for ClientSession {
+    type Data = rustls::client::ClientConnectionData;
 
-    fn sni_hostname(&self) -> Option<&str> {
+    fn conn(&self) -> &ConnectionCommon<Self::Data> {
+        &self.conn
+    }
+
+    fn parts(&mut self) -> (&mut ConnectionCommon<Self::Data>, &mut Core) {
+        (&mut self.conn, &mut self.core)
+    }
+
+    fn peer_closed_flag(&self) -> bool {
+        self.core.peer_closed
+    }
+
+    fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        ClientSession::check_first_bytes(self, data)
+    }
+
+    fn map_error(&self, e: TlsError) -> TlsError {
+        ClientSession::map_error(self, e)
+    }
+
+    fn sni(&self) -> Option<&str> {
         None
     }
 }
