@@ -128,7 +128,7 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         warmup: a.warmup,
         threads: a.threads.max(1),
         source_ips: match &a.source_ips {
-            Some(s) => parse_source_ips(s)?,
+            Some(s) => parse_source_ips(s).map_err(|e| e.to_string())?,
             None => Vec::new(),
         },
         connect_timeout: a.connect_timeout,
@@ -146,7 +146,7 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
             None
         },
     };
-    let r = ringwire_loadgen::run(&opts)?;
+    let r = ringwire_loadgen::run(&opts).map_err(|e| e.to_string())?;
     if let Some(p) = &a.hgrm {
         let mut f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
         report::write_hgrm(&r.latency, 1.0, &mut f).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::Error;
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use ringwire::{Client, ConnHandle, ConnectOptions, Handler, ServerHandle, WsUrl};
@@ -140,7 +141,7 @@ impl Shared {
 }
 
 /// Starts a client-only engine with one reactor per thread.
-pub fn engine<H, F>(opts: &Options, factory: F) -> Result<ServerHandle, String>
+pub fn engine<H, F>(opts: &Options, factory: F) -> Result<ServerHandle, Error>
 where
     H: Handler,
     F: Fn(usize) -> H + Send + Sync + 'static,
@@ -152,17 +153,18 @@ where
         .max_frame_size(max)
         // A load generator must not cut off a slow server's echoes.
         .max_buffered(usize::MAX / 2)
+        .max_output_bytes(usize::MAX / 2)
         .high_watermark(usize::MAX / 4);
     if let Some(be) = opts.backend {
         b = b.backend(be);
     }
-    b.start(factory).map_err(|e| format!("engine: {e}"))
+    b.start(factory).map_err(Error::Engine)
 }
 
 /// The URL and its address, resolved once.
-pub fn target(opts: &Options) -> Result<(WsUrl, SocketAddr), String> {
-    let url = WsUrl::parse(&opts.url).map_err(|e| e.to_string())?;
-    let addr = url.resolve().map_err(|e| e.to_string())?;
+pub fn target(opts: &Options) -> Result<(WsUrl, SocketAddr), Error> {
+    let url = WsUrl::parse(&opts.url).map_err(Error::Target)?;
+    let addr = url.resolve().map_err(Error::Target)?;
     Ok((url, addr))
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use ringwire::{CloseCode, ConnectError, Handler, Message, WebSocket};
 
+use crate::Error;
 use crate::conns::{self, Acc, MEASURE, Note, STOP, Shared, micros};
 use crate::report::{Report, process_cpu_time};
 use crate::{Mode, Options};
@@ -337,14 +338,14 @@ impl Handler for EchoLoad {
     }
 }
 
-pub fn run(opts: &Options) -> Result<Report, String> {
+pub fn run(opts: &Options) -> Result<Report, Error> {
     let paced = opts.mode == Mode::Rate;
     let layout = Layout::new(opts.size, opts.text, paced);
     if paced && layout.header == 0 {
-        return Err(format!(
+        return Err(Error::Options(format!(
             "rate mode carries a timestamp in each message: --size must be at least {}",
             if opts.text { 32 } else { 16 }
-        ));
+        )));
     }
     let (url, addr) = conns::target(opts)?;
     let (tx, notes) = crossbeam_channel::unbounded();
@@ -388,7 +389,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         };
         engine
             .connect_to(&url, addr, conns::connect_options(opts, i), state)
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::Dial)?;
     }
     let (opened, failed, _) = conns::wait_opened(
         &notes,
@@ -397,10 +398,10 @@ pub fn run(opts: &Options) -> Result<Report, String> {
     );
     if opened == 0 {
         let acc = shared.merged();
-        return Err(format!(
-            "no connection opened ({failed} failed: {:?})",
-            acc.errors
-        ));
+        return Err(Error::NoConnection {
+            failed,
+            errors: format!("{:?}", acc.errors),
+        });
     }
     if paced && opts.rate > 0.0 {
         let _ = pacing.schedule.set(Schedule {

@@ -114,8 +114,59 @@ impl Default for Options {
     }
 }
 
+/// Why a run could not be made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The options do not work together (with why).
+    Options(String),
+    /// The target URL is not usable or its host does not resolve.
+    Target(ringwire::ConnectError),
+    /// The client engine did not start.
+    Engine(std::io::Error),
+    /// A connection could not even be dialed.
+    Dial(ringwire::ConnectError),
+    /// No connection opened: how many failed, and their errors by kind.
+    NoConnection {
+        /// Connections that failed.
+        failed: usize,
+        /// Their errors counted by kind (empty when not recorded).
+        errors: String,
+    },
+    /// A `--source-ips` value that is not an address, a list or a range.
+    SourceIps(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Options(s) => f.write_str(s),
+            Error::Target(e) => write!(f, "target: {e}"),
+            Error::Engine(e) => write!(f, "engine: {e}"),
+            Error::Dial(e) => write!(f, "dial: {e}"),
+            Error::NoConnection { failed, errors } if errors.is_empty() => {
+                write!(f, "no connection opened ({failed} failed)")
+            }
+            Error::NoConnection { failed, errors } => {
+                write!(f, "no connection opened ({failed} failed: {errors})")
+            }
+            Error::SourceIps(s) => write!(f, "--source-ips: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Target(e) | Error::Dial(e) => Some(e),
+            Error::Engine(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Runs one measurement and returns its report.
-pub fn run(opts: &Options) -> Result<Report, String> {
+pub fn run(opts: &Options) -> Result<Report, Error> {
     match opts.mode {
         Mode::Echo | Mode::Rate => echo::run(opts),
         Mode::Connect | Mode::Idle => storm::run(opts),
@@ -123,19 +174,23 @@ pub fn run(opts: &Options) -> Result<Report, String> {
 }
 
 /// Parses `127.0.0.1-127.0.0.8` (an IPv4 range), `a,b,c`, or one address.
-pub fn parse_source_ips(s: &str) -> Result<Vec<IpAddr>, String> {
+pub fn parse_source_ips(s: &str) -> Result<Vec<IpAddr>, Error> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let a: std::net::Ipv4Addr = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
-            let b: std::net::Ipv4Addr = b.trim().parse().map_err(|e| format!("{b}: {e}"))?;
+            let bad = |v: &str, e: std::net::AddrParseError| Error::SourceIps(format!("{v}: {e}"));
+            let a: std::net::Ipv4Addr = a.trim().parse().map_err(|e| bad(a, e))?;
+            let b: std::net::Ipv4Addr = b.trim().parse().map_err(|e| bad(b, e))?;
             let (a, b) = (u32::from(a), u32::from(b));
             if b < a || b - a > 65_535 {
-                return Err(format!("bad range {part}"));
+                return Err(Error::SourceIps(format!("bad range {part}")));
             }
             out.extend((a..=b).map(|v| IpAddr::V4(v.into())));
         } else {
-            out.push(part.parse().map_err(|e| format!("{part}: {e}"))?);
+            out.push(
+                part.parse()
+                    .map_err(|e| Error::SourceIps(format!("{part}: {e}")))?,
+            );
         }
     }
     Ok(out)

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use ringwire::{CloseCode, ConnectError, Handler, WebSocket};
 
+use crate::Error;
 use crate::conns::{self, Acc, MEASURE, Note, STOP, Shared, micros};
 use crate::report::{Report, process_cpu_time};
 use crate::{Mode, Options};
@@ -60,7 +61,7 @@ impl Handler for Storm {
     }
 }
 
-pub fn run(opts: &Options) -> Result<Report, String> {
+pub fn run(opts: &Options) -> Result<Report, Error> {
     let storm = opts.mode == Mode::Connect;
     let (url, addr) = conns::target(opts)?;
     let (tx, notes) = crossbeam_channel::unbounded();
@@ -76,14 +77,14 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         })?
     };
     let mut dialed = 0usize;
-    let mut dial = |n: usize| -> Result<(), String> {
+    let mut dial = |n: usize| -> Result<(), Error> {
         for _ in 0..n {
             let state = StormConn {
                 started: Instant::now(),
             };
             engine
                 .connect_to(&url, addr, conns::connect_options(opts, dialed), state)
-                .map_err(|e| e.to_string())?;
+                .map_err(Error::Dial)?;
             dialed += 1;
         }
         Ok(())
@@ -137,7 +138,10 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             opts.connect_timeout + Duration::from_secs(2),
         );
         if opened == 0 {
-            return Err(format!("no connection opened ({failed} failed)"));
+            return Err(Error::NoConnection {
+                failed,
+                errors: String::new(),
+            });
         }
         shared.set_phase(MEASURE);
         let (w0, c0) = (Instant::now(), process_cpu_time());

@@ -168,7 +168,11 @@ fn refused_is_an_error(backend: Backend) {
         .port();
     let o = opts(Mode::Echo, format!("ws://127.0.0.1:{port}/"), backend);
     let e = ringwire_loadgen::run(&o).unwrap_err();
-    assert!(e.contains("refused"), "{e}");
+    assert!(
+        matches!(&e, ringwire_loadgen::Error::NoConnection { failed, .. } if *failed == o.conns),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("refused"), "{e}");
 }
 
 backend_tests! {
