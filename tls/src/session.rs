@@ -413,27 +413,6 @@ impl ServerSession {
             resolver,
         }
     }
-
-    fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.core
-            .check_first_bytes(data, looks_like_http_request, TlsError::PlaintextHttp)
-    }
-
-    fn map_error(&self, e: TlsError) -> TlsError {
-        match e {
-            // rustls reports "no server certificate chain resolved" as a general error; tell
-            // the operator which name was asked for.
-            TlsError::Protocol(rustls::Error::General(_))
-                if self.conn.is_handshaking()
-                    && self.resolver.lookup(self.conn.server_name()).is_none() =>
-            {
-                TlsError::UnknownServerName {
-                    sni: self.conn.server_name().map(str::to_owned),
-                }
-            }
-            e => e,
-        }
-    }
 }
 
 /// What differs between the two sides of a rustls session; every
@@ -539,11 +518,24 @@ impl RustlsSide for ServerSession {
     }
 
     fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        ServerSession::check_first_bytes(self, data)
+        self.core
+            .check_first_bytes(data, looks_like_http_request, TlsError::PlaintextHttp)
     }
 
     fn map_error(&self, e: TlsError) -> TlsError {
-        ServerSession::map_error(self, e)
+        match e {
+            // rustls reports "no server certificate chain resolved" as a general error; tell
+            // the operator which name was asked for.
+            TlsError::Protocol(rustls::Error::General(_))
+                if self.conn.is_handshaking()
+                    && self.resolver.lookup(self.conn.server_name()).is_none() =>
+            {
+                TlsError::UnknownServerName {
+                    sni: self.conn.server_name().map(str::to_owned),
+                }
+            }
+            e => e,
+        }
     }
 
     fn sni(&self) -> Option<&str> {
@@ -583,24 +575,6 @@ impl ClientSession {
     pub fn server_name(&self) -> &str {
         &self.server_name
     }
-
-    fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        self.core.check_first_bytes(
-            data,
-            looks_like_http_response,
-            TlsError::PlaintextHttpResponse,
-        )
-    }
-
-    fn map_error(&self, e: TlsError) -> TlsError {
-        match e {
-            TlsError::Protocol(rustls::Error::InvalidCertificate(error)) => TlsError::Certificate {
-                server_name: self.server_name.to_string(),
-                error,
-            },
-            e => e,
-        }
-    }
 }
 
 impl RustlsSide for ClientSession {
@@ -619,11 +593,21 @@ impl RustlsSide for ClientSession {
     }
 
     fn check_first_bytes(&mut self, data: &[u8]) -> Result<(), TlsError> {
-        ClientSession::check_first_bytes(self, data)
+        self.core.check_first_bytes(
+            data,
+            looks_like_http_response,
+            TlsError::PlaintextHttpResponse,
+        )
     }
 
     fn map_error(&self, e: TlsError) -> TlsError {
-        ClientSession::map_error(self, e)
+        match e {
+            TlsError::Protocol(rustls::Error::InvalidCertificate(error)) => TlsError::Certificate {
+                server_name: self.server_name.to_string(),
+                error,
+            },
+            e => e,
+        }
     }
 
     fn sni(&self) -> Option<&str> {

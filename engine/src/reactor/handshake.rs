@@ -81,6 +81,20 @@ impl<H: Handler> Core<H> {
         let deflate = deflate.zip(dial.as_ref().and_then(|d| d.deflate.clone()));
         let state = dial.and_then(|d| d.state);
         self.open_conn(slot, Role::Client, protocol, deflate, state);
+        self.frames_after_handshake(slot, owned, from_owned, data, used);
+    }
+
+    /// Frames the peer sent right behind its handshake: the rest of the
+    /// connection's own buffer (a handshake that came in pieces) or of the
+    /// receive buffer, after `used` bytes.
+    fn frames_after_handshake(
+        &mut self,
+        slot: u32,
+        mut owned: Vec<u8>,
+        from_owned: bool,
+        data: &mut [u8],
+        used: usize,
+    ) {
         if from_owned {
             let mut rest = owned.split_off(used);
             if !rest.is_empty() {
@@ -180,15 +194,7 @@ impl<H: Handler> Core<H> {
         let deflate = deflate.zip(self.cfg.deflate.clone());
         conn.io.queue_raw(&mut self.ctx, &out);
         self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
-        // Frames the client sent right behind its request.
-        if from_owned {
-            let mut rest = owned.split_off(consumed);
-            if !rest.is_empty() {
-                self.frames(slot, &mut rest);
-            }
-        } else if consumed < data.len() {
-            self.frames(slot, &mut data[consumed..]);
-        }
+        self.frames_after_handshake(slot, owned, from_owned, data, consumed);
     }
 
     /// Turns a parsed request into the response to send: 101 (with the
