@@ -50,8 +50,11 @@ pub enum OverflowPolicy {
     Drop,
 }
 
-/// Everything the engine can be told. Build with [`crate::ServerBuilder`].
+/// Everything the engine can be told. Build with [`crate::ServerBuilder`]
+/// (every field has a setter there); read it back with
+/// [`crate::ServerBuilder::config`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Address to listen on; `None` for a client-only engine
     /// ([`crate::Client::builder`]).

@@ -106,6 +106,10 @@ impl ServerBuilder {
         recv_buffer_size: usize);
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
         reuse_port: bool);
+    setter!(/// Provided buffers per io_uring reactor (rounded up to a power of two).
+        recv_buffers: u16);
+    setter!(/// Entries in each io_uring submission queue.
+        ring_entries: u32);
 
     /// Negotiate permessage-deflate with clients that offer it (browsers
     /// do): see [`crate::PermessageDeflate`] for the memory/CPU choices.

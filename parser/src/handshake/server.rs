@@ -373,7 +373,10 @@ impl<'b> UpgradeRequest<'b> {
 }
 
 /// A request that is not a WebSocket upgrade. Only the request line and
-/// headers are parsed; the engine reads any body itself.
+/// headers are parsed. The engine answers from these alone and does not
+/// read a body: it closes the connection after the response, reading and
+/// discarding whatever else arrives (a body included) until the peer's FIN
+/// or the close timeout.
 #[derive(Debug, Clone)]
 pub struct HttpRequest<'b> {
     method: &'b str,
