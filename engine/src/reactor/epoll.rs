@@ -113,6 +113,11 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
     // generation), and the list being worked through.
     let mut again: Vec<(u32, u32)> = Vec::new();
     let mut again_now: Vec<(u32, u32)> = Vec::new();
+    // Per slot: the last write hit EAGAIN, so no write is tried until the
+    // EPOLLOUT edge (a non-reader that every broadcast marks dirty would
+    // otherwise cost a failing `send` per iteration). Cleared when the
+    // slot's socket closes.
+    let mut blocked: Vec<bool> = Vec::new();
 
     loop {
         let busy = !core.ctx.dirty.is_empty() || !again.is_empty() || core.mailbox_more;
@@ -160,6 +165,9 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 }
             }
             if bits & libc::EPOLLOUT as u32 != 0 {
+                if let Some(b) = blocked.get_mut(slot as usize) {
+                    *b = false;
+                }
                 core.mark_dirty(slot);
             }
         }
@@ -186,7 +194,7 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
         }
         core.tick();
         core.fire_timers();
-        flush(&mut core, &mut dirty);
+        flush(&mut core, &mut dirty, &mut blocked);
         core.publish_stats();
         if core.shutdown_done() {
             for slot in core.live_slots() {
@@ -300,13 +308,19 @@ fn read_some<H: Handler>(
 
 /// Writes every dirty connection's queue; sends FIN after the last byte
 /// of a closing connection and closes those that are done.
-fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
+fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>, blocked: &mut Vec<bool>) {
     core.take_dirty(dirty);
     for &slot in dirty.iter() {
         let Some(fd) = core.conn(slot).map(|c| c.raw_fd()) else {
             continue;
         };
-        while let Some(chunk) = core.next_chunk(slot) {
+        let i = slot as usize;
+        if blocked.len() <= i {
+            blocked.resize(i + 1, false);
+        }
+        while !blocked[i]
+            && let Some(chunk) = core.next_chunk(slot)
+        {
             if chunk.is_empty() {
                 break;
             }
@@ -320,7 +334,10 @@ fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
                 let e = io::Error::last_os_error();
                 match e.kind() {
                     // EPOLLOUT (edge) will bring us back.
-                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::WouldBlock => {
+                        blocked[i] = true;
+                        break;
+                    }
                     io::ErrorKind::Interrupted => continue,
                     _ => {
                         tracing::debug!("send failed: {e}");
@@ -338,7 +355,10 @@ fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>) {
                 core.on_fin_sent(slot);
             }
             // Nothing is ever in flight with epoll.
-            CloseStep::Cancel | CloseStep::Close => close_conn(core, slot),
+            CloseStep::Cancel | CloseStep::Close => {
+                blocked[i] = false;
+                close_conn(core, slot);
+            }
         }
     }
 }
