@@ -380,6 +380,14 @@ impl ConnIo {
         }
     }
 
+    /// Encodes a frame into the queue with this connection's encoder,
+    /// counting the bytes for the output budget.
+    pub fn encode(&mut self, ctx: &mut Ctx, f: impl FnOnce(Encoder, &mut Vec<u8>)) {
+        let before = self.out.pending.len();
+        f(self.encoder(), &mut self.out.pending);
+        ctx.charge((self.out.pending.len() - before) as isize);
+    }
+
     /// Queues raw bytes (handshake responses).
     pub fn queue_raw(&mut self, ctx: &mut Ctx, bytes: &[u8]) {
         self.out.pending.extend_from_slice(bytes);
@@ -496,9 +504,7 @@ impl ConnIo {
             return SendStatus::Closed;
         }
         let p = &payload[..payload.len().min(125)];
-        let before = self.out.pending.len();
-        self.encoder().frame(&mut self.out.pending, true, 0, op, p);
-        ctx.charge((self.out.pending.len() - before) as isize);
+        self.encode(ctx, |enc, out| enc.frame(out, true, 0, op, p));
         self.mark_dirty(ctx);
         SendStatus::Sent
     }
@@ -508,10 +514,7 @@ impl ConnIo {
         if self.close_sent || self.disconnect {
             return;
         }
-        let before = self.out.pending.len();
-        self.encoder()
-            .close(&mut self.out.pending, Some(code), reason);
-        ctx.charge((self.out.pending.len() - before) as isize);
+        self.encode(ctx, |enc, out| enc.close(out, Some(code), reason));
         self.close_sent = true;
         self.mark_dirty(ctx);
         if self.close_received {

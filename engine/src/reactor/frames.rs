@@ -102,9 +102,7 @@ impl<H: Handler> Core<H> {
                     // empty one), tell the handler, close TCP after the flush.
                     io.close_received = true;
                     if !io.close_sent {
-                        let before = io.out.pending.len();
-                        io.encoder().close(&mut io.out.pending, code, "");
-                        ctx.charge((io.out.pending.len() - before) as isize);
+                        io.encode(ctx, |enc, out| enc.close(out, code, ""));
                         io.close_sent = true;
                     }
                     io.disconnect = true;

@@ -14,21 +14,13 @@ impl<H: Handler> Core<H> {
             return;
         };
         conn.io.read_closed = true;
-        match conn.phase {
-            Phase::Connecting | Phase::ClientHandshake => {
-                let err = if conn.phase == Phase::Connecting {
-                    ConnectError::Refused
-                } else {
-                    ConnectError::Closed
-                };
-                return self.fail_connect(slot, err);
-            }
-            Phase::Handshake => {
-                // No complete request: nothing to answer.
-                conn.io.close_notified = true;
-                conn.io.abandon(&mut self.ctx);
-            }
-            Phase::Open | Phase::Draining => {}
+        if let Some(err) = dial_ended(conn.phase) {
+            return self.fail_connect(slot, err);
+        }
+        if conn.phase == Phase::Handshake {
+            // No complete request: nothing to answer.
+            conn.io.close_notified = true;
+            conn.io.abandon(&mut self.ctx);
         }
         conn.phase = Phase::Draining;
         conn.io.disconnect = true;
@@ -49,12 +41,7 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        if matches!(conn.phase, Phase::Connecting | Phase::ClientHandshake) {
-            let err = if conn.phase == Phase::Connecting {
-                ConnectError::Refused
-            } else {
-                ConnectError::Closed
-            };
+        if let Some(err) = dial_ended(conn.phase) {
             return self.fail_connect(slot, err);
         }
         conn.io.read_closed = true;
@@ -155,5 +142,16 @@ impl<H: Handler> Core<H> {
             plain = Vec::new();
         }
         self.tls_plain = plain;
+    }
+}
+
+/// A client connection that ends before it opened: what `on_connect_error`
+/// hears (nobody answered the connect, or the server closed during the
+/// handshake); `None` for every other phase.
+fn dial_ended(phase: Phase) -> Option<ConnectError> {
+    match phase {
+        Phase::Connecting => Some(ConnectError::Refused),
+        Phase::ClientHandshake => Some(ConnectError::Closed),
+        _ => None,
     }
 }

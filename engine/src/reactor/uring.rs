@@ -530,14 +530,12 @@ fn close_when_idle<H: Handler>(
             // by fd scans every pending request, which made shedding
             // thousands of connections quadratic): the multishot recv or a
             // connecting socket's poll, and a send in flight.
-            let mut ops = Vec::with_capacity(3);
-            if c.recv_active {
-                ops.extend([Op::Recv, Op::Connect]);
-            }
-            if c.io.out.in_flight {
-                ops.push(Op::Send);
-            }
-            for op in ops {
+            let armed = [
+                (c.recv_active, Op::Recv),
+                (c.recv_active, Op::Connect),
+                (c.io.out.in_flight, Op::Send),
+            ];
+            for (_, op) in armed.into_iter().filter(|(armed, _)| *armed) {
                 let e = opcode::AsyncCancel::new(UserData::conn(slot, generation, op))
                     .build()
                     .user_data(UserData::conn(slot, generation, Op::Cancel));
