@@ -111,19 +111,72 @@ impl OutQueue {
     }
 }
 
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+/// How far a connection's closing has gone, from the sending side. It
+/// only moves forward (the variants are in order); every step is one of
+/// [`ConnIo`]'s transitions (`start_close`, `peer_closed`, `finish`,
+/// `fail_now`, `shed`, `fin_sent`, `abandon`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Closing {
+    /// Frames go both ways.
+    No,
+    /// Our close frame is queued; the peer's frames are still read and
+    /// delivered until its close frame answers ours.
+    CloseSent,
+    /// Nothing more is sent or delivered: flush the queue, then send FIN.
+    Flushing,
+    /// Our FIN is out: input is read and discarded until the peer's FIN
+    /// (so that closing does not turn into a reset), bounded by the close
+    /// timeout.
+    FinSent,
+    /// The peer is gone or too slow to wait for: close the socket as soon
+    /// as nothing is in flight; what is queued is dropped.
+    Abandoned,
+}
+
+/// Where a connection is in its life, with what each phase needs (and
+/// nothing it does not: a handshake buffer exists only during the
+/// handshake, the decoder and the handler's state only while open). The
+/// core changes it only through its named transitions (`connected`,
+/// `open_conn`, `end`, `fail_connect`, `finish_http`, `drop_conn`).
+pub(crate) enum State<C> {
     /// Client: TCP connect in progress.
-    Connecting,
+    Connecting(Box<Dial<C>>),
     /// Client: request sent, waiting for the 101.
-    ClientHandshake,
-    /// Waiting for a complete HTTP request.
-    Handshake,
-    /// WebSocket open.
-    Open,
-    /// Nothing more will be read: flush what is queued, then close TCP.
-    Draining,
+    ClientHandshake(Box<Dial<C>>),
+    /// Server: waiting for a complete HTTP request.
+    ServerHandshake {
+        /// A partial request (only when one arrived in pieces). Boxed: 8
+        /// bytes in every slot instead of 24 for a rarely used Vec.
+        #[allow(clippy::box_collection)]
+        partial: Option<Box<Vec<u8>>>,
+        /// Accepted beyond a connection limit: answer the request with 503.
+        over_limit: bool,
+    },
+    /// The WebSocket is open: frames are decoded and delivered to the
+    /// handler, whose state this is. Stays `Open` while our close frame
+    /// waits for the peer's ([`Closing::CloseSent`]).
+    Open { decoder: Box<Decoder>, user: C },
+    /// The handler has heard the end (`on_close` or `on_connect_error`) or
+    /// never had the connection: nothing more is delivered; the socket
+    /// finishes closing as [`ConnIo::closing`] says.
+    Ended,
+}
+
+impl<C> State<C> {
+    /// For logs and tests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Connecting(_) => "connecting",
+            State::ClientHandshake(_) => "client-handshake",
+            State::ServerHandshake { .. } => "server-handshake",
+            State::Open { .. } => "open",
+            State::Ended => "ended",
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self, State::Open { .. })
+    }
 }
 
 /// The sending side and close state of a connection, lent to callbacks
@@ -136,28 +189,23 @@ pub(crate) struct ConnIo {
     /// What only some connections have (subprotocol, permessage-deflate):
     /// one pointer in every slot instead of both inline.
     pub extras: Option<Box<Extras>>,
-    /// We sent a close frame.
-    pub close_sent: bool,
-    /// The peer's close frame arrived.
-    pub close_received: bool,
-    /// No more frames either way: flush the queue, send FIN, read and
-    /// discard until the peer's FIN (or the close timeout), close.
-    pub disconnect: bool,
+    /// `wss://`: the TLS session between the socket and the parser. Boxed:
+    /// 8 bytes in every slot, the rustls state only for TLS connections.
+    pub tls: Option<Box<Tls>>,
+    /// Code and reason `on_close` reports when we end the connection
+    /// (set by the first failure).
+    pub fail: Option<(CloseCode, &'static str)>,
+    /// Next timer check: handshake, close, or idle/ping deadline. Closing
+    /// transitions arm the close timeout here.
+    pub deadline: Ms,
+    /// How far closing has gone.
+    pub closing: Closing,
     /// The peer's FIN arrived (read returned 0): nothing more to read.
     pub read_closed: bool,
-    /// Our FIN is out (`shutdown(SHUT_WR)` after the last byte).
-    pub fin_sent: bool,
-    /// `on_close` has run (or must not: the handshake never completed).
-    pub close_notified: bool,
     /// A send passed the high watermark; `on_drain` is owed.
     pub backpressured: bool,
     /// In the reactor's dirty list already.
     pub dirty: bool,
-    /// Code and reason to report in `on_close` when we end the connection.
-    pub fail: Option<(CloseCode, &'static str)>,
-    /// The peer is gone or too slow to wait for: close without flushing
-    /// (io_uring cancels a send in flight first).
-    pub abandoned: bool,
     /// Data messages have been sent (send buffers are worth keeping).
     pub streaming: bool,
     /// `TCP_NOTSENT_LOWAT` was lifted: the peer reads fast (see
@@ -165,9 +213,6 @@ pub(crate) struct ConnIo {
     pub lowat_lifted: bool,
     /// We dialed this connection (frames are masked).
     pub client: bool,
-    /// `wss://`: the TLS session between the socket and the parser. Boxed:
-    /// 8 bytes in every slot, the rustls state only for TLS connections.
-    pub tls: Option<Box<Tls>>,
 }
 
 /// Per-connection state that most connections do not need.
@@ -249,26 +294,22 @@ impl std::fmt::Debug for Tls {
 }
 
 impl ConnIo {
-    pub fn new(id: ConnId, peer: SocketAddr) -> Self {
+    pub fn new(id: ConnId, peer: SocketAddr, deadline: Ms) -> Self {
         ConnIo {
             id,
             peer,
             out: OutQueue::default(),
             extras: None,
-            close_sent: false,
-            close_received: false,
-            disconnect: false,
+            tls: None,
+            fail: None,
+            deadline,
+            closing: Closing::No,
             read_closed: false,
-            fin_sent: false,
-            close_notified: false,
             backpressured: false,
             dirty: false,
-            fail: None,
-            abandoned: false,
             streaming: false,
             lowat_lifted: false,
             client: false,
-            tls: None,
         }
     }
 
@@ -282,7 +323,8 @@ impl ConnIo {
             && self.out.sent == self.out.sending.len()
         {
             let before = self.out.buffered();
-            let notify = self.disconnect && !self.abandoned && !tls.close_notify_sent;
+            let notify = matches!(self.closing, Closing::Flushing | Closing::FinSent)
+                && !tls.close_notify_sent;
             tls.close_notify_sent |= notify;
             let session = tls.session();
             if !self.out.pending.is_empty() {
@@ -290,8 +332,7 @@ impl ConnIo {
                     // Only possible while handshaking (bounded buffer):
                     // the peer is not finishing its handshake.
                     tracing::info!(peer = %self.peer, "TLS: {e}; closing");
-                    self.abandoned = true;
-                    self.disconnect = true;
+                    self.closing = Closing::Abandoned;
                 }
                 self.out.pending.clear();
             }
@@ -324,8 +365,7 @@ impl ConnIo {
         }
         ctx.charge(alert.len() as isize - self.out.pending.len() as isize);
         self.out.pending = alert;
-        self.disconnect = true;
-        self.mark_dirty(ctx);
+        self.finish(ctx);
     }
 
     /// The encoder for this connection's role.
@@ -337,11 +377,38 @@ impl ConnIo {
         }
     }
 
-    /// Stops sending: drops what is queued (except a buffer the kernel is
-    /// still reading from) and closes as soon as nothing is in flight.
+    /// Moves closing forward to `to` (never back). Leaving
+    /// [`Closing::No`] arms the close timeout (the peer has that long to
+    /// answer our close frame and read what we queued); our FIN re-arms it
+    /// (that long to send its own).
+    fn advance(&mut self, ctx: &Ctx, to: Closing) {
+        if to <= self.closing {
+            return;
+        }
+        if self.closing == Closing::No || to == Closing::FinSent {
+            self.deadline = ctx.now.plus(ctx.limits.close_timeout);
+        }
+        self.closing = to;
+    }
+
+    /// Transition: nothing more is sent or delivered; what is queued is
+    /// flushed, then FIN (an HTTP answer, a failure, the peer's close).
+    pub fn finish(&mut self, ctx: &mut Ctx) {
+        self.advance(ctx, Closing::Flushing);
+        // Marked even with nothing queued, so the backend looks at it.
+        self.mark_dirty(ctx);
+    }
+
+    /// Transition: the backend sent our FIN after the last byte.
+    pub fn fin_sent(&mut self, ctx: &mut Ctx) {
+        self.advance(ctx, Closing::FinSent);
+    }
+
+    /// Transition: stops sending: drops what is queued (except a buffer the
+    /// kernel is still reading from) and closes as soon as nothing is in
+    /// flight.
     pub fn abandon(&mut self, ctx: &mut Ctx) {
-        self.abandoned = true;
-        self.disconnect = true;
+        self.advance(ctx, Closing::Abandoned);
         if self.out.in_flight {
             ctx.charge(-(self.out.pending.len() as isize));
             self.out.pending = Vec::new();
@@ -352,24 +419,26 @@ impl ConnIo {
         self.mark_dirty(ctx);
     }
 
+    /// Frames may still be sent (no close frame queued, not closing).
+    pub fn can_send(&self) -> bool {
+        self.closing == Closing::No
+    }
+
+    /// Input is still decoded (not flushing or closing the socket).
+    pub fn reading_frames(&self) -> bool {
+        self.closing <= Closing::CloseSent
+    }
+
     /// What the backend should do with the socket now.
     pub fn close_step(&self) -> CloseStep {
-        if self.abandoned {
-            return if self.out.in_flight {
-                CloseStep::Cancel
-            } else {
-                CloseStep::Close
-            };
-        }
-        if !self.disconnect || self.out.in_flight || self.has_output() {
-            return CloseStep::None;
-        }
-        if self.read_closed {
-            CloseStep::Close
-        } else if !self.fin_sent {
-            CloseStep::Shutdown
-        } else {
-            CloseStep::None
+        match self.closing {
+            Closing::Abandoned if self.out.in_flight => CloseStep::Cancel,
+            Closing::Abandoned => CloseStep::Close,
+            Closing::No | Closing::CloseSent => CloseStep::None,
+            _ if self.out.in_flight || self.has_output() => CloseStep::None,
+            _ if self.read_closed => CloseStep::Close,
+            Closing::Flushing => CloseStep::Shutdown,
+            Closing::FinSent => CloseStep::None,
         }
     }
 
@@ -445,7 +514,7 @@ impl ConnIo {
     }
 
     pub fn send_data(&mut self, ctx: &mut Ctx, text: bool, payload: &[u8]) -> SendStatus {
-        if self.close_sent || self.disconnect {
+        if !self.can_send() {
             return SendStatus::Closed;
         }
         if let Some(status) = self.over_limits(ctx, payload.len() + 14) {
@@ -500,7 +569,7 @@ impl ConnIo {
     }
 
     pub fn send_control(&mut self, ctx: &mut Ctx, op: OpCode, payload: &[u8]) -> SendStatus {
-        if self.close_sent || self.disconnect {
+        if !self.can_send() {
             return SendStatus::Closed;
         }
         let p = &payload[..payload.len().min(125)];
@@ -509,28 +578,36 @@ impl ConnIo {
         SendStatus::Sent
     }
 
-    /// Sends our close frame (once) and starts waiting for the peer's.
+    /// Transition: sends our close frame (once) and starts waiting for the
+    /// peer's.
     pub fn start_close(&mut self, ctx: &mut Ctx, code: CloseCode, reason: &str) {
-        if self.close_sent || self.disconnect {
+        if !self.can_send() {
             return;
         }
         self.encode(ctx, |enc, out| enc.close(out, Some(code), reason));
-        self.close_sent = true;
+        self.advance(ctx, Closing::CloseSent);
         self.mark_dirty(ctx);
-        if self.close_received {
-            self.disconnect = true;
-        }
     }
 
-    /// Fails the connection: close frame with `code`, then close TCP after
-    /// the flush without waiting for the peer.
+    /// Transition: the peer's close frame arrived. Ours echoes its code (an
+    /// empty close for an empty one) unless we sent one already; then the
+    /// flush and FIN.
+    pub fn peer_closed(&mut self, ctx: &mut Ctx, code: Option<CloseCode>) {
+        if self.can_send() {
+            self.encode(ctx, |enc, out| enc.close(out, code, ""));
+        }
+        self.finish(ctx);
+    }
+
+    /// Transition: fails the connection: close frame with `code`, then
+    /// close TCP after the flush without waiting for the peer. `on_close`
+    /// reports the first failure's code.
     pub fn fail_now(&mut self, ctx: &mut Ctx, code: CloseCode, reason: &'static str) {
         if self.fail.is_none() {
             self.fail = Some((code, reason));
         }
         self.start_close(ctx, code, reason);
-        self.disconnect = true;
-        self.mark_dirty(ctx);
+        self.finish(ctx);
     }
 }
 
@@ -539,39 +616,25 @@ pub(crate) struct Conn<C> {
     /// The socket: closed when the slot's `Conn` is dropped (the backend
     /// removes it only once no operation on it is in flight).
     pub fd: OwnedFd,
-    pub phase: Phase,
+    /// Where the connection is in its life.
+    pub state: State<C>,
     pub io: ConnIo,
-    pub decoder: Option<Box<Decoder>>,
-    /// A partial HTTP request (only while one is arriving).
-    /// Boxed: 8 bytes in every slot instead of 24 for a rarely used Vec
-    /// (the extra allocation happens only for a request split across reads).
-    #[allow(clippy::box_collection)]
-    pub hs_buf: Option<Box<Vec<u8>>>,
-    /// Accepted beyond a connection limit: answer the request with 503.
-    pub over_limit: bool,
-    pub user: Option<C>,
-    /// Next timer check: handshake, close or idle/ping deadline.
-    pub deadline: Ms,
     /// Last time anything arrived.
     pub last_rx: Ms,
     /// When an unanswered auto-ping went out.
     pub ping_sent: Option<Ms>,
-    /// io_uring: a multishot recv is armed for this socket.
-    pub recv_active: bool,
-    /// io_uring: a cancel for that recv has been submitted.
-    pub cancel_sent: bool,
-    /// `deadline` now counts down the close handshake.
-    pub close_armed: bool,
-    /// Client connections until open: the handshake to validate and the
-    /// user state to hand to `on_connect_error` if it fails.
-    pub dial: Option<Box<Dial<C>>>,
 }
 
 /// What a client connection carries until its handshake is done.
 pub(crate) struct Dial<C> {
+    /// The request, until the connect completes and it is queued.
     pub request: Vec<u8>,
     pub handshake: ringwire_parser::handshake::ClientHandshake,
-    pub state: Option<C>,
+    /// A partial response (only when one arrives in pieces).
+    pub partial: Vec<u8>,
+    /// The handler's state: handed to `on_open`, or back through
+    /// `on_connect_error`.
+    pub user: C,
     /// The permessage-deflate settings offered, if any.
     pub deflate: Option<crate::PermessageDeflate>,
 }
@@ -587,22 +650,17 @@ impl<C> Conn<C> {
         self.fd.as_raw_fd()
     }
 
+    /// A server connection waiting for its request.
     pub fn new(fd: OwnedFd, id: ConnId, peer: SocketAddr, now: Ms, deadline: Ms) -> Self {
         Conn {
             fd,
-            phase: Phase::Handshake,
-            io: ConnIo::new(id, peer),
-            decoder: None,
-            hs_buf: None,
-            over_limit: false,
-            user: None,
-            deadline,
+            state: State::ServerHandshake {
+                partial: None,
+                over_limit: false,
+            },
+            io: ConnIo::new(id, peer, deadline),
             last_rx: now,
             ping_sent: None,
-            recv_active: false,
-            cancel_sent: false,
-            close_armed: false,
-            dial: None,
         }
     }
 }
@@ -614,12 +672,15 @@ mod size_tests {
     /// boxed decoder are most of it. Growing either needs a reason.
     /// 216 → 224: the TLS session pointer (`ConnIo::tls`, #7); back to 216
     /// when the subprotocol (16 B inline) moved into the `Extras` box with
-    /// permessage-deflate's state (8 B pointer, #8).
+    /// permessage-deflate's state (8 B pointer, #8); 216 → 192 when the
+    /// phase and its flags became the `State` enum, whose variants carry
+    /// only what their phase needs, and io_uring's per-slot flags moved
+    /// into the backend (#13).
     #[test]
     fn idle_connection_footprint() {
         let conn = std::mem::size_of::<super::Conn<()>>();
         let decoder = std::mem::size_of::<ringwire_parser::Decoder>();
-        assert!(conn <= 216, "Conn grew to {conn} bytes");
+        assert!(conn <= 192, "Conn grew to {conn} bytes");
         assert!(decoder <= 144, "Decoder grew to {decoder} bytes");
     }
 }

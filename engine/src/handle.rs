@@ -2,7 +2,7 @@
 //! thread), [`ServerHandle`] (shutdown, stats), and the per-reactor mailbox
 //! they use.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -110,7 +110,7 @@ impl SharedMessage {
 /// first sender after the reactor drained its mailbox writes the eventfd.
 #[derive(Debug)]
 pub(crate) struct Waker {
-    pub fd: RawFd,
+    pub fd: OwnedFd,
     pub pending: AtomicBool,
 }
 
@@ -122,7 +122,8 @@ impl Waker {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Waker {
-            fd,
+            // SAFETY: `fd` is a new descriptor nobody else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
             pending: AtomicBool::new(false),
         })
     }
@@ -132,20 +133,13 @@ impl Waker {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A
             // failure (counter overflow) still leaves the reactor woken.
-            unsafe { libc::write(self.fd, (&one as *const u64).cast(), 8) };
+            unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
         }
     }
 
     /// Called by the reactor before draining its mailbox.
     pub fn reset(&self) {
         self.pending.store(false, Ordering::Release);
-    }
-}
-
-impl Drop for Waker {
-    fn drop(&mut self) {
-        // SAFETY: we own the eventfd.
-        unsafe { libc::close(self.fd) };
     }
 }
 

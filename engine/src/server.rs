@@ -10,7 +10,7 @@ use crate::acceptor;
 use crate::config::{Backend, Config, OverflowPolicy};
 use crate::handle::{ReactorShared, ReactorStats, ServerHandle, Waker};
 use crate::handler::Handler;
-use crate::reactor::{Core, epoll, uring};
+use crate::reactor::{Core, epoll, run, uring};
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone, Default)]
@@ -216,8 +216,10 @@ impl ServerBuilder {
                     let mut core = Core::new(handler, cfg, shared, rx, data_rx);
                     core.listener = listener;
                     let r = match backend {
-                        Backend::Uring => uring::run(core),
-                        _ => epoll::run(core),
+                        Backend::Uring => {
+                            uring::UringBackend::new(&core).and_then(|b| run(core, b))
+                        }
+                        _ => epoll::EpollBackend::new(&core).and_then(|b| run(core, b)),
                     };
                     if let Err(e) = r {
                         tracing::error!(reactor = i, "reactor stopped with an error: {e}");

@@ -21,11 +21,15 @@ pub(crate) struct SendLimits {
     pub overflow: OverflowPolicy,
     /// The global output budget (`Config::max_output_bytes`).
     pub max_output: usize,
+    /// How long a closing peer has to answer and read (`Config::close_timeout`).
+    pub close_timeout: Duration,
 }
 
 /// What callbacks can reach besides their own connection.
 pub(crate) struct Ctx {
     pub limits: SendLimits,
+    /// The current time, refreshed once per loop iteration.
+    pub now: Ms,
     /// Counters kept locally and published once per loop iteration.
     pub stats: StatsSnapshot,
     pub shared: Arc<ReactorShared>,

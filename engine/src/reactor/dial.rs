@@ -62,33 +62,34 @@ impl<H: Handler> Core<H> {
             },
             &mut request,
         );
-        let Some(slot) = self.insert(sock.into(), addr, self.now.plus(opts.timeout)) else {
+        let deadline = self.ctx.now.plus(opts.timeout);
+        let Some(slot) = self.insert(sock.into(), addr, deadline) else {
             return self.report_connect_error(state, ConnectError::Engine("reactor full".into()));
         };
         let conn = self.conn_mut(slot).expect("just inserted");
-        conn.phase = Phase::Connecting;
-        conn.io.client = true;
-        conn.io.tls = tls;
-        conn.dial = Some(Box::new(Dial {
+        conn.state = State::Connecting(Box::new(Dial {
             request,
             handshake,
-            state: Some(state),
+            partial: Vec::new(),
+            user: state,
             deflate: opts.deflate,
         }));
-        self.connecting.push(slot);
+        conn.io.client = true;
+        conn.io.tls = tls;
+        self.watch.push(slot);
     }
 
     /// True while a client connection waits for its TCP connect.
     pub fn is_connecting(&self, slot: u32) -> bool {
         self.conn(slot)
-            .is_some_and(|c| c.phase == Phase::Connecting)
+            .is_some_and(|c| matches!(c.state, State::Connecting(_)))
     }
 
     /// True once a client connection has sent its request (the backend
     /// starts reading).
     pub fn is_reading(&self, slot: u32) -> bool {
         self.conn(slot)
-            .is_some_and(|c| c.phase != Phase::Connecting)
+            .is_some_and(|c| !matches!(c.state, State::Connecting(_)))
     }
 
     /// The socket of a connecting client became writable (or failed).
@@ -96,38 +97,43 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        if conn.phase != Phase::Connecting {
+        if !matches!(conn.state, State::Connecting(_)) {
             return;
         }
         let fd = conn.fd_ref();
         let pending_error = socket2::SockRef::from(&fd).take_error();
         match pending_error {
-            Ok(None) => {
-                let request = conn
-                    .dial
-                    .as_mut()
-                    .map(|d| std::mem::take(&mut d.request))
-                    .unwrap_or_default();
-                conn.phase = Phase::ClientHandshake;
-                conn.io.queue_raw(&mut self.ctx, &request);
-            }
+            Ok(None) => self.connected(slot),
             Ok(Some(e)) | Err(e) => self.fail_connect(slot, e.into()),
         }
     }
 
-    /// Ends a client connection that never opened: `on_connect_error` gets
-    /// the state back, the socket is closed without `on_close`.
+    /// Transition: the TCP connect completed (connecting → client
+    /// handshake): the request goes out.
+    fn connected(&mut self, slot: u32) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let State::Connecting(mut dial) = std::mem::replace(&mut conn.state, State::Ended) else {
+            unreachable!("connected() outside Connecting");
+        };
+        let request = std::mem::take(&mut dial.request);
+        conn.state = State::ClientHandshake(dial);
+        conn.io.queue_raw(&mut self.ctx, &request);
+    }
+
+    /// Transition: a client connection that never opened ends (→ `Ended`):
+    /// `on_connect_error` gets the state back, the socket is closed
+    /// without `on_close`.
     pub(super) fn fail_connect(&mut self, slot: u32, err: ConnectError) {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
         tracing::debug!(peer = %conn.io.peer, "connect failed: {err}");
-        let state = conn.dial.take().and_then(|d| d.state);
-        conn.io.close_notified = true;
-        conn.phase = Phase::Draining;
         conn.io.abandon(&mut self.ctx);
-        if let Some(state) = state {
-            self.report_connect_error(state, err);
+        match std::mem::replace(&mut conn.state, State::Ended) {
+            State::Connecting(dial) | State::ClientHandshake(dial) => {
+                self.report_connect_error(dial.user, err)
+            }
+            other => conn.state = other,
         }
     }
 

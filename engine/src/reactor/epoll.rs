@@ -3,11 +3,11 @@
 //! each connection's queue at the end of every loop iteration.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::Core;
-use crate::conn::CloseStep;
+use super::{Core, IoBackend};
+use crate::conn::{CloseStep, Closing};
 use crate::handler::Handler;
 
 /// Most bytes read from one connection per loop iteration, in receive
@@ -23,7 +23,8 @@ fn token(slot: u32, generation: u32) -> u64 {
     (generation as u64) << 32 | slot as u64
 }
 
-struct Epoll(RawFd, std::cell::Cell<bool>);
+/// An epoll instance (closed on drop) and whether `epoll_pwait2` works.
+struct Epoll(OwnedFd, std::cell::Cell<bool>);
 
 impl Epoll {
     fn new() -> io::Result<Epoll> {
@@ -32,6 +33,8 @@ impl Epoll {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Epoll(fd, std::cell::Cell::new(true)))
     }
 
@@ -41,6 +44,7 @@ impl Epoll {
     /// rounded up to whole milliseconds) where the kernel lacks it.
     fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> io::Result<usize> {
         let len = events.len() as i32;
+        let epfd = self.0.as_raw_fd();
         if self.1.get() {
             let ts = libc::timespec {
                 tv_sec: timeout.as_secs() as libc::time_t,
@@ -49,7 +53,7 @@ impl Epoll {
             // SAFETY: `events` is a valid buffer of `len` entries and `ts` a
             // valid timespec for the duration of the call; no signal mask.
             let n = unsafe {
-                libc::epoll_pwait2(self.0, events.as_mut_ptr(), len, &ts, std::ptr::null())
+                libc::epoll_pwait2(epfd, events.as_mut_ptr(), len, &ts, std::ptr::null())
             };
             if n >= 0 {
                 return Ok(n as usize);
@@ -63,7 +67,7 @@ impl Epoll {
         }
         let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
         // SAFETY: `events` is a valid buffer of `len` entries.
-        let n = unsafe { libc::epoll_wait(self.0, events.as_mut_ptr(), len, ms) };
+        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), len, ms) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -73,76 +77,116 @@ impl Epoll {
     fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        let r = unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     }
-}
 
-impl Epoll {
     fn del(&self, fd: RawFd) {
         // SAFETY: removing an fd from our epoll set; errors are harmless.
-        unsafe { libc::epoll_ctl(self.0, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
-    }
-}
-
-impl Drop for Epoll {
-    fn drop(&mut self) {
-        // SAFETY: we own the epoll fd.
-        unsafe { libc::close(self.0) };
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
     }
 }
 
 const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 
-/// Runs the reactor until shutdown completes.
-pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
-    let ep = Epoll::new()?;
-    let waker_fd = core.ctx.shared.waker.fd;
-    ep.add(waker_fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
-    if let Some(l) = &core.listener {
-        ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
-    }
-    let mut accept_paused = false;
-    let mut buf = vec![0u8; core.config().recv_buffer_size];
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut dirty = Vec::new();
-    // Connections whose read budget ran out with bytes left (slot,
-    // generation), and the list being worked through.
-    let mut again: Vec<(u32, u32)> = Vec::new();
-    let mut again_now: Vec<(u32, u32)> = Vec::new();
-    // Per slot: the last write hit EAGAIN, so no write is tried until the
-    // EPOLLOUT edge (a non-reader that every broadcast marks dirty would
-    // otherwise cost a failing `send` per iteration). Cleared when the
-    // slot's socket closes.
-    let mut blocked: Vec<bool> = Vec::new();
+/// The epoll backend's state besides the core.
+pub(crate) struct EpollBackend {
+    ep: Epoll,
+    waker_fd: RawFd,
+    accept_paused: bool,
+    buf: Vec<u8>,
+    events: Vec<libc::epoll_event>,
+    /// Connections whose read budget ran out with bytes left (slot,
+    /// generation), and the list being worked through.
+    again: Vec<(u32, u32)>,
+    again_now: Vec<(u32, u32)>,
+    /// Per slot: the last write hit EAGAIN, so no write is tried until the
+    /// EPOLLOUT edge (a non-reader that every broadcast marks dirty would
+    /// otherwise cost a failing `send` per iteration). Cleared when the
+    /// slot's socket closes.
+    blocked: Vec<bool>,
+}
 
-    loop {
-        let busy = !core.ctx.dirty.is_empty() || !again.is_empty() || core.mailbox_more;
-        let timeout = if busy {
-            Duration::ZERO
-        } else {
-            core.timeout().min(Duration::from_secs(1))
-        };
-        let n = match ep.wait(&mut events, timeout) {
+impl EpollBackend {
+    pub fn new<H: Handler>(core: &Core<H>) -> io::Result<EpollBackend> {
+        let ep = Epoll::new()?;
+        let waker_fd = core.ctx.shared.waker.fd.as_raw_fd();
+        ep.add(waker_fd, libc::EPOLLIN as u32, WAKER_TOKEN)?;
+        if let Some(l) = &core.listener {
+            ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
+        }
+        Ok(EpollBackend {
+            ep,
+            waker_fd,
+            accept_paused: false,
+            buf: vec![0u8; core.config().recv_buffer_size],
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
+            again: Vec::new(),
+            again_now: Vec::new(),
+            blocked: Vec::new(),
+        })
+    }
+
+    /// Accepts everything waiting on this reactor's own listener.
+    fn accept_all<H: Handler>(&mut self, core: &mut Core<H>) {
+        loop {
+            let Some(l) = core.listener.as_ref() else {
+                return;
+            };
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    if let Some(slot) = core.accept_stream(stream, peer)
+                        && let Err(e) = self.watch(core, slot)
+                    {
+                        tracing::warn!("epoll_ctl add failed: {e}");
+                        core.abandon(slot);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of descriptors or memory: stop watching the
+                    // listener until the next tick rather than spinning on
+                    // the error.
+                    tracing::warn!("accept: {e}; pausing accepts for a tick");
+                    self.ep.del(l.as_raw_fd());
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<H: Handler> IoBackend<H> for EpollBackend {
+    fn poll(&mut self, core: &mut Core<H>, timeout: Duration) -> io::Result<()> {
+        let n = match self.ep.wait(&mut self.events, timeout) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
         };
         core.refresh_clock();
-        for ev in &events[..n] {
-            let (bits, tok) = (ev.events, ev.u64);
+        for i in 0..n {
+            let (bits, tok) = (self.events[i].events, self.events[i].u64);
             if tok == WAKER_TOKEN {
                 let mut v = 0u64;
                 // SAFETY: reads 8 bytes into a valid u64 from our eventfd.
-                unsafe { libc::read(waker_fd, (&mut v as *mut u64).cast(), 8) };
-                mailbox(&ep, &mut core);
+                unsafe { libc::read(self.waker_fd, (&mut v as *mut u64).cast(), 8) };
+                core.woken();
                 continue;
             }
             if tok == LISTENER_TOKEN {
-                accept_all(&ep, &mut core, &mut accept_paused);
+                self.accept_all(core);
                 continue;
             }
             let slot = tok as u32;
@@ -152,7 +196,6 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             if core.is_connecting(slot) {
                 core.on_connect_ready(slot);
             }
-            let fd = core.conn(slot).map_or(-1, |c| c.raw_fd());
             if bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
                 != 0
             {
@@ -160,100 +203,106 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                 // later edge will report it, so read on until 0.
                 let peer_done =
                     bits & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
-                if read_some(&mut core, slot, fd, &mut buf, peer_done) {
-                    again.push((slot, (tok >> 32) as u32));
+                if read_some(core, slot, &mut self.buf, peer_done) {
+                    self.again.push((slot, (tok >> 32) as u32));
                 }
             }
             if bits & libc::EPOLLOUT as u32 != 0 {
-                if let Some(b) = blocked.get_mut(slot as usize) {
+                if let Some(b) = self.blocked.get_mut(slot as usize) {
                     *b = false;
                 }
                 core.mark_dirty(slot);
             }
         }
         // Connections left readable by their budget in the last iteration.
-        std::mem::swap(&mut again, &mut again_now);
-        for (slot, generation) in again_now.drain(..) {
-            if core.generation(slot) != Some(generation) {
+        std::mem::swap(&mut self.again, &mut self.again_now);
+        for (slot, generation) in std::mem::take(&mut self.again_now) {
+            if core.generation(slot) == Some(generation)
+                && read_some(core, slot, &mut self.buf, true)
+            {
+                self.again.push((slot, generation));
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches a socket; a connecting one reports the connect's outcome as
+    /// writable (EPOLLOUT) or failed (EPOLLERR/HUP).
+    fn watch(&mut self, core: &mut Core<H>, slot: u32) -> io::Result<()> {
+        let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
+            return Ok(());
+        };
+        self.ep
+            .add(c.raw_fd(), CONN_EVENTS, token(slot, generation))
+    }
+
+    /// Writes the connection's queue until done or EAGAIN; sends FIN after
+    /// the last byte of a closing connection and closes those that are
+    /// done (dropping the slot closes the descriptor, which also leaves
+    /// the epoll set).
+    fn flush(&mut self, core: &mut Core<H>, slot: u32) -> io::Result<()> {
+        let Some(fd) = core.conn(slot).map(|c| c.raw_fd()) else {
+            return Ok(());
+        };
+        let i = slot as usize;
+        if self.blocked.len() <= i {
+            self.blocked.resize(i + 1, false);
+        }
+        while !self.blocked[i]
+            && let Some(chunk) = core.next_chunk(slot)
+        {
+            if chunk.is_empty() {
+                break;
+            }
+            // SAFETY: writes from a live slice; MSG_NOSIGNAL turns a peer
+            // reset into EPIPE instead of SIGPIPE.
+            let r =
+                unsafe { libc::send(fd, chunk.as_ptr().cast(), chunk.len(), libc::MSG_NOSIGNAL) };
+            if r >= 0 {
+                core.on_written(slot, r as usize);
                 continue;
             }
-            let fd = core.conn(slot).map_or(-1, |c| c.raw_fd());
-            if read_some(&mut core, slot, fd, &mut buf, true) {
-                again.push((slot, generation));
-            }
-        }
-        if core.mailbox_more {
-            mailbox(&ep, &mut core);
-        }
-        if accept_paused
-            && core.tick_due()
-            && let Some(l) = &core.listener
-        {
-            accept_paused = false;
-            ep.add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
-        }
-        core.tick();
-        core.fire_timers();
-        flush(&mut core, &mut dirty, &mut blocked);
-        core.publish_stats();
-        if core.shutdown_done() {
-            for slot in core.live_slots() {
-                close_conn(&mut core, slot);
-            }
-            core.publish_stats();
-            return Ok(());
-        }
-    }
-}
-
-/// Watches a new connection's socket.
-fn register<H: Handler>(ep: &Epoll, core: &mut Core<H>, slot: u32) {
-    let (fd, generation) = match (core.conn(slot), core.generation(slot)) {
-        (Some(c), Some(g)) => (c.raw_fd(), g),
-        _ => return,
-    };
-    if let Err(e) = ep.add(fd, CONN_EVENTS, token(slot, generation)) {
-        tracing::warn!("epoll_ctl add failed: {e}");
-        close_conn(core, slot);
-    }
-}
-
-/// Applies the mailbox and watches the sockets it brought.
-fn mailbox<H: Handler>(ep: &Epoll, core: &mut Core<H>) {
-    core.drain_mailbox();
-    for slot in std::mem::take(&mut core.new_conns) {
-        register(ep, core, slot);
-    }
-    // A connecting socket reports the connect's outcome as writable
-    // (EPOLLOUT) or failed (EPOLLERR/HUP).
-    for slot in std::mem::take(&mut core.connecting) {
-        register(ep, core, slot);
-    }
-}
-
-/// Accepts everything waiting on this reactor's own listener.
-fn accept_all<H: Handler>(ep: &Epoll, core: &mut Core<H>, paused: &mut bool) {
-    loop {
-        let Some(l) = core.listener.as_ref() else {
-            return;
-        };
-        match l.accept() {
-            Ok((stream, peer)) => {
-                if let Some(slot) = core.accept_stream(stream, peer) {
-                    register(ep, core, slot);
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                // EPOLLOUT (edge) will bring us back.
+                io::ErrorKind::WouldBlock => self.blocked[i] = true,
+                io::ErrorKind::Interrupted => continue,
+                _ => {
+                    tracing::debug!("send failed: {e}");
+                    core.on_io_error(slot);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // Out of descriptors or memory: stop watching the listener
-                // until the next tick rather than spinning on the error.
-                tracing::warn!("accept: {e}; pausing accepts for a tick");
-                ep.del(l.as_raw_fd());
-                *paused = true;
-                return;
+            break;
+        }
+        match core.close_step(slot) {
+            CloseStep::None => {}
+            CloseStep::Shutdown => {
+                // SAFETY: shutdown on the slot's own socket.
+                unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                core.on_fin_sent(slot);
+            }
+            // Nothing is ever in flight with epoll.
+            CloseStep::Cancel | CloseStep::Close => {
+                self.blocked[i] = false;
+                core.remove(slot);
             }
         }
+        Ok(())
+    }
+
+    fn busy(&self) -> bool {
+        !self.again.is_empty()
+    }
+
+    fn on_tick(&mut self, core: &mut Core<H>) -> io::Result<()> {
+        if self.accept_paused
+            && let Some(l) = &core.listener
+        {
+            self.accept_paused = false;
+            self.ep
+                .add(l.as_raw_fd(), libc::EPOLLIN as u32, LISTENER_TOKEN)?;
+        }
+        Ok(())
     }
 }
 
@@ -263,20 +312,15 @@ fn accept_all<H: Handler>(ep: &Epoll, core: &mut Core<H>, paused: &mut bool) {
 /// `peer_done`: the event reported a hang-up, so a short read is not the
 /// end (the EOF behind the data brings no new edge). Returns true when the
 /// budget ran out with the socket possibly still readable.
-fn read_some<H: Handler>(
-    core: &mut Core<H>,
-    slot: u32,
-    fd: RawFd,
-    buf: &mut [u8],
-    peer_done: bool,
-) -> bool {
+fn read_some<H: Handler>(core: &mut Core<H>, slot: u32, buf: &mut [u8], peer_done: bool) -> bool {
     for _ in 0..READS_PER_ITERATION {
-        if core
+        let Some(fd) = core
             .conn(slot)
-            .is_none_or(|c| c.io.abandoned || c.io.read_closed)
-        {
+            .filter(|c| c.io.closing != Closing::Abandoned && !c.io.read_closed)
+            .map(|c| c.raw_fd())
+        else {
             return false;
-        }
+        };
         // SAFETY: reads into our buffer of `buf.len()` bytes.
         let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if r > 0 {
@@ -304,67 +348,4 @@ fn read_some<H: Handler>(
         }
     }
     true
-}
-
-/// Writes every dirty connection's queue; sends FIN after the last byte
-/// of a closing connection and closes those that are done.
-fn flush<H: Handler>(core: &mut Core<H>, dirty: &mut Vec<u32>, blocked: &mut Vec<bool>) {
-    core.take_dirty(dirty);
-    for &slot in dirty.iter() {
-        let Some(fd) = core.conn(slot).map(|c| c.raw_fd()) else {
-            continue;
-        };
-        let i = slot as usize;
-        if blocked.len() <= i {
-            blocked.resize(i + 1, false);
-        }
-        while !blocked[i]
-            && let Some(chunk) = core.next_chunk(slot)
-        {
-            if chunk.is_empty() {
-                break;
-            }
-            // SAFETY: writes from a live slice; MSG_NOSIGNAL turns a peer
-            // reset into EPIPE instead of SIGPIPE.
-            let r =
-                unsafe { libc::send(fd, chunk.as_ptr().cast(), chunk.len(), libc::MSG_NOSIGNAL) };
-            if r >= 0 {
-                core.on_written(slot, r as usize);
-            } else {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    // EPOLLOUT (edge) will bring us back.
-                    io::ErrorKind::WouldBlock => {
-                        blocked[i] = true;
-                        break;
-                    }
-                    io::ErrorKind::Interrupted => continue,
-                    _ => {
-                        tracing::debug!("send failed: {e}");
-                        core.on_io_error(slot);
-                        break;
-                    }
-                }
-            }
-        }
-        match core.close_step(slot) {
-            CloseStep::None => {}
-            CloseStep::Shutdown => {
-                // SAFETY: shutdown on the slot's own socket.
-                unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-                core.on_fin_sent(slot);
-            }
-            // Nothing is ever in flight with epoll.
-            CloseStep::Cancel | CloseStep::Close => {
-                blocked[i] = false;
-                close_conn(core, slot);
-            }
-        }
-    }
-}
-
-/// Closes a connection's socket (dropping its slot closes the descriptor,
-/// which also leaves the epoll set).
-fn close_conn<H: Handler>(core: &mut Core<H>, slot: u32) {
-    core.remove(slot);
 }

@@ -31,44 +31,62 @@ impl<H: Handler> Core<H> {
         slot: u32,
         f: impl FnOnce(&mut H, &mut WebSocket<'_, H::Conn>),
     ) {
-        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let Conn { io, user, .. } = conn;
-        if let Some(state) = user.as_mut()
-            && !guarded(&mut self.handler, &mut self.ctx, io, state, f)
-        {
+        let Some(Conn {
+            io,
+            state: State::Open { user, .. },
+            ..
+        }) = self.slots[slot as usize].conn.as_mut()
+        else {
+            return;
+        };
+        if !guarded(&mut self.handler, &mut self.ctx, io, user, f) {
             tracing::error!(peer = %io.peer, "handler panicked: closing the connection with 1011");
             io.fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
         }
     }
 
-    pub(super) fn notify_close(&mut self, conn: &mut Conn<H::Conn>, code: CloseCode, reason: &str) {
-        if conn.io.close_notified {
+    /// Transition: the connection leaves the handler (any phase → `Ended`).
+    /// An open one's handler hears `on_close(code, reason)`: this is the
+    /// only place it is called, and an `Ended` connection is never told
+    /// twice. A server handshake ends silently; a dial still in progress
+    /// reports `on_connect_error` (closed). The caller has already moved
+    /// the sending side on (`finish`, `fail_now`, `abandon`).
+    pub(super) fn end(&mut self, slot: u32, code: CloseCode, reason: &str) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
-        }
-        conn.io.close_notified = true;
-        let Conn { io, user, .. } = conn;
-        if let Some(state) = user.as_mut()
-            && !guarded(&mut self.handler, &mut self.ctx, io, state, |h, ws| {
-                h.on_close(ws, code, reason)
-            })
-        {
-            tracing::error!(peer = %io.peer, "handler panicked in on_close");
+        };
+        match std::mem::replace(&mut conn.state, State::Ended) {
+            State::Open { mut user, .. } => {
+                let io = &mut conn.io;
+                if !guarded(&mut self.handler, &mut self.ctx, io, &mut user, |h, ws| {
+                    h.on_close(ws, code, reason)
+                }) {
+                    tracing::error!(peer = %io.peer, "handler panicked in on_close");
+                }
+            }
+            State::Connecting(dial) | State::ClientHandshake(dial) => {
+                self.report_connect_error(dial.user, ConnectError::Closed);
+            }
+            State::ServerHandshake { .. } | State::Ended => {}
         }
     }
 
     pub(super) fn frames(&mut self, slot: u32, data: &mut [u8]) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
         let Conn {
-            io, decoder, user, ..
-        } = conn;
-        let (Some(decoder), Some(state)) = (decoder.as_mut(), user.as_mut()) else {
+            io,
+            state: State::Open { decoder, user },
+            ..
+        } = conn
+        else {
             return;
         };
         let handler = &mut self.handler;
         let ctx = &mut self.ctx;
         let max_message = self.cfg.max_message_size;
         let mut pos = 0;
-        while pos < data.len() && !io.disconnect {
+        let mut peer_close = None;
+        while pos < data.len() && io.reading_frames() {
             let d = match decoder.decode(&mut data[pos..]) {
                 Ok(d) => d,
                 Err(e) => {
@@ -82,7 +100,11 @@ impl<H: Handler> Core<H> {
             };
             pos += d.consumed;
             let Some(event) = d.event else { break };
-            let mut ws = WebSocket { io, ctx, state };
+            let mut ws = WebSocket {
+                io,
+                ctx,
+                state: user,
+            };
             let step = catch_unwind(AssertUnwindSafe(|| {
                 deliver(handler, &mut ws, event, max_message)
             }))
@@ -98,24 +120,8 @@ impl<H: Handler> Core<H> {
                     break;
                 }
                 Step::PeerClosed(code, reason) => {
-                    // The peer's close: echo its code (an empty close for an
-                    // empty one), tell the handler, close TCP after the flush.
-                    io.close_received = true;
-                    if !io.close_sent {
-                        io.encode(ctx, |enc, out| enc.close(out, code, ""));
-                        io.close_sent = true;
-                    }
-                    io.disconnect = true;
-                    io.mark_dirty(ctx);
-                    if !io.close_notified {
-                        io.close_notified = true;
-                        let code = code.unwrap_or(CloseCode::NO_STATUS);
-                        if !guarded(handler, ctx, io, state, |h, ws| {
-                            h.on_close(ws, code, &reason)
-                        }) {
-                            tracing::error!(peer = %io.peer, "handler panicked in on_close");
-                        }
-                    }
+                    io.peer_closed(ctx, code);
+                    peer_close = Some((code.unwrap_or(CloseCode::NO_STATUS), reason));
                     break;
                 }
                 Step::Panicked => {
@@ -126,18 +132,14 @@ impl<H: Handler> Core<H> {
                 }
             }
         }
-        if io.disconnect
-            && !io.close_notified
-            && let Some((code, reason)) = io.fail
-        {
-            self.notify_close_slot(slot, code, reason);
+        let failed = (!io.reading_frames())
+            .then(|| io.fail.unwrap_or((CloseCode::ABNORMAL, "connection lost")));
+        if let Some((code, reason)) = peer_close {
+            // The peer's close: the handler hears its code and reason.
+            self.end(slot, code, &reason);
+        } else if let Some((code, reason)) = failed {
+            self.end(slot, code, reason);
         }
-    }
-
-    pub(super) fn notify_close_slot(&mut self, slot: u32, code: CloseCode, reason: &str) {
-        let mut conn = self.slots[slot as usize].conn.take().expect("live slot");
-        self.notify_close(&mut conn, code, reason);
-        self.slots[slot as usize].conn = Some(conn);
     }
 }
 

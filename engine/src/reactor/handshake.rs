@@ -35,18 +35,21 @@ pub(super) fn negotiate_deflate(
 impl<H: Handler> Core<H> {
     /// A client connection's bytes before the 101 is complete.
     pub(super) fn client_handshake(&mut self, slot: u32, data: &mut [u8]) {
-        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let mut owned = conn.hs_buf.take().map(|b| *b).unwrap_or_default();
+        let Some(Conn {
+            state: State::ClientHandshake(dial),
+            io,
+            ..
+        }) = self.slots[slot as usize].conn.as_mut()
+        else {
+            return;
+        };
+        let mut owned = std::mem::take(&mut dial.partial);
         let from_owned = !owned.is_empty();
         if from_owned {
             owned.extend_from_slice(data);
         }
         let buf: &[u8] = if from_owned { &owned } else { data };
-        let dial = conn
-            .dial
-            .as_ref()
-            .expect("client connections carry their dial");
-        let (protocol, used) = match dial.handshake.validate_response(buf) {
+        let (protocol, deflate, used) = match dial.handshake.validate_response(buf) {
             Ok(None) => {
                 if buf.len() > self.cfg.max_header_bytes {
                     return self.fail_connect(
@@ -57,7 +60,7 @@ impl<H: Handler> Core<H> {
                 if !from_owned {
                     owned.extend_from_slice(data);
                 }
-                conn.hs_buf = Some(Box::new(owned));
+                dial.partial = owned;
                 return;
             }
             Err(e) => return self.fail_connect(slot, ConnectError::Handshake(e)),
@@ -67,20 +70,17 @@ impl<H: Handler> Core<H> {
                     Some(cfg) => match pmd::client_accept(resp.extensions.as_deref(), &cfg) {
                         Ok(p) => p,
                         Err(e) => {
-                            tracing::info!(peer = %conn.io.peer, "server's permessage-deflate answer: {e}");
+                            tracing::info!(peer = %io.peer, "server's permessage-deflate answer: {e}");
                             return self.fail_connect(slot, ConnectError::Extension(e.to_string()));
                         }
                     },
                     None => None,
                 };
-                ((resp.protocol, deflate), used)
+                (resp.protocol, deflate, used)
             }
         };
-        let (protocol, deflate) = protocol;
-        let dial = conn.dial.take();
-        let deflate = deflate.zip(dial.as_ref().and_then(|d| d.deflate.clone()));
-        let state = dial.and_then(|d| d.state);
-        self.open_conn(slot, Role::Client, protocol, deflate, state);
+        let deflate = deflate.zip(dial.deflate.clone());
+        self.open_conn(slot, Role::Client, protocol, deflate, None);
         self.frames_after_handshake(slot, owned, from_owned, data, used);
     }
 
@@ -105,17 +105,24 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Where both handshakes end: the connection opens with a decoder for
-    /// `role` and the user's state, and `on_open` runs.
+    /// Transition: where both handshakes end (server or client handshake →
+    /// `Open`): the connection opens with a decoder for `role` and the
+    /// handler's state (the server's from `on_upgrade`; `None`: a client's,
+    /// from its dial), and `on_open` runs.
     pub(super) fn open_conn(
         &mut self,
         slot: u32,
         role: Role,
         protocol: Option<String>,
         deflate: Option<(DeflateParams, PermessageDeflate)>,
-        state: Option<H::Conn>,
+        user: Option<H::Conn>,
     ) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        let user = match (user, std::mem::replace(&mut conn.state, State::Ended)) {
+            (Some(user), State::ServerHandshake { .. }) => user,
+            (None, State::ClientHandshake(dial)) => dial.user,
+            (_, other) => unreachable!("open_conn in state {}", other.name()),
+        };
         self.ctx.stats.upgraded += 1;
         // `deflate`: the agreed parameters and the settings they were
         // negotiated with (the server's, or this client connection's).
@@ -131,26 +138,37 @@ impl<H: Handler> Core<H> {
                 deflate,
             }));
         }
-        conn.user = state;
-        conn.phase = Phase::Open;
-        conn.decoder = Some(Box::new(Decoder::new(
+        let decoder = Box::new(Decoder::new(
             role,
             DecoderConfig {
                 max_frame_size: self.cfg.max_frame_size,
                 max_message_size: self.cfg.max_message_size,
                 extension_rsv: rsv,
             },
-        )));
-        conn.deadline = open_deadline(&self.cfg, conn.last_rx);
+        ));
+        conn.state = State::Open { decoder, user };
+        conn.io.deadline = open_deadline(&self.cfg, conn.last_rx);
         self.callback(slot, |h, ws| h.on_open(ws));
     }
 
     pub(super) fn handshake(&mut self, slot: u32, data: &mut [u8]) {
-        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let peer = conn.io.peer;
+        let Some(Conn {
+            state:
+                State::ServerHandshake {
+                    partial,
+                    over_limit,
+                },
+            io,
+            ..
+        }) = self.slots[slot as usize].conn.as_mut()
+        else {
+            return;
+        };
+        let peer = io.peer;
+        let over_limit = *over_limit;
         // Parse straight from the receive buffer unless a partial request
         // is already waiting in the connection's own buffer.
-        let mut owned = conn.hs_buf.take().map(|b| *b).unwrap_or_default();
+        let mut owned = partial.take().map(|b| *b).unwrap_or_default();
         let from_owned = !owned.is_empty();
         if from_owned {
             owned.extend_from_slice(data);
@@ -159,7 +177,6 @@ impl<H: Handler> Core<H> {
             max_header_bytes: self.cfg.max_header_bytes,
             max_headers: 64,
         };
-        let over_limit = conn.over_limit;
         let outcome = {
             let buf: &[u8] = if from_owned { &owned } else { data };
             match parse_request(buf, &limits) {
@@ -178,7 +195,9 @@ impl<H: Handler> Core<H> {
                 if !from_owned {
                     owned.extend_from_slice(data);
                 }
-                conn.hs_buf = Some(Box::new(owned));
+                if let State::ServerHandshake { partial, .. } = &mut conn.state {
+                    *partial = Some(Box::new(owned));
+                }
                 return;
             }
             Outcome::Respond(out) => return self.finish_http(slot, &out),
@@ -306,13 +325,23 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Queues an HTTP response and closes after it is written.
+    /// Transition: answers a request with an HTTP response (server
+    /// handshake → `Ended`) and closes after it is written.
     pub(super) fn finish_http(&mut self, slot: u32, response: &[u8]) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        debug_assert!(matches!(conn.state, State::ServerHandshake { .. }));
+        conn.state = State::Ended;
         conn.io.queue_raw(&mut self.ctx, response);
-        conn.io.disconnect = true;
-        conn.io.close_notified = true;
-        conn.phase = Phase::Draining;
-        conn.hs_buf = None;
+        conn.io.finish(&mut self.ctx);
+    }
+
+    /// Transition: a server handshake that cannot go on (no request, a
+    /// timeout, a TLS setup failure) ends with the socket abandoned and
+    /// nothing answered.
+    pub(super) fn drop_handshake(&mut self, slot: u32) {
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        debug_assert!(matches!(conn.state, State::ServerHandshake { .. }));
+        conn.state = State::Ended;
+        conn.io.abandon(&mut self.ctx);
     }
 }

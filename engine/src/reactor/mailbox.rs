@@ -21,7 +21,7 @@ impl<H: Handler> Core<H> {
             match cmd {
                 Command::Accept(fd, peer) => {
                     if let Some(slot) = self.accept(fd, peer) {
-                        self.new_conns.push(slot);
+                        self.watch.push(slot);
                     }
                 }
                 Command::Connect(c) => match c.state.downcast::<H::Conn>() {
@@ -62,7 +62,7 @@ impl<H: Handler> Core<H> {
             return;
         }
         let Some(conn) = s.conn.as_mut() else { return };
-        if conn.phase != Phase::Open {
+        if !conn.state.is_open() {
             return;
         }
         let ctx = &mut self.ctx;
@@ -94,28 +94,27 @@ impl<H: Handler> Core<H> {
         let left = deadline.saturating_duration_since(self.clock());
         for slot in self.live_slots() {
             let conn = self.slots[slot as usize].conn.as_mut().expect("live");
-            match conn.phase {
-                Phase::Connecting | Phase::ClientHandshake => {
+            match conn.state {
+                State::Connecting(_) | State::ClientHandshake(_) => {
                     self.fail_connect(slot, ConnectError::Engine("shutting down".into()));
                 }
-                Phase::Open => {
+                State::Open { .. } => {
                     conn.io.start_close(
                         &mut self.ctx,
                         CloseCode::GOING_AWAY,
                         "server shutting down",
                     );
-                    // Rounded up: `Ms` counts whole milliseconds, and the
-                    // connection must not be cut before the grace ends.
-                    conn.deadline = self.now.plus(left + Duration::from_millis(1));
-                    conn.close_armed = true;
+                    // The close timeout is replaced by what is left of the
+                    // grace period.
+                    conn.io.deadline = self.ctx.now.plus(left);
                 }
-                Phase::Handshake => {
-                    conn.io.disconnect = true;
-                    conn.io.close_notified = true;
-                    conn.phase = Phase::Draining;
-                    conn.io.mark_dirty(&mut self.ctx);
+                // No request yet: the socket is closed (FIN) without an
+                // answer.
+                State::ServerHandshake { .. } => {
+                    conn.state = State::Ended;
+                    conn.io.finish(&mut self.ctx);
                 }
-                Phase::Draining => {}
+                State::Ended => {}
             }
         }
     }

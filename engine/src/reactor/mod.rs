@@ -26,6 +26,7 @@ mod handshake;
 mod loglimit;
 mod mailbox;
 mod receive;
+mod run;
 mod timers;
 pub(crate) mod uring;
 
@@ -34,6 +35,7 @@ mod tests;
 
 pub(crate) use ctx::{Ctx, SendLimits};
 use frames::guarded;
+pub(crate) use run::{IoBackend, run};
 use timers::open_deadline;
 pub(crate) use timers::{Ms, TICK, Timer};
 
@@ -61,7 +63,7 @@ use ringwire_tls::TlsError;
 
 use crate::client::{ConnectError, ConnectOptions, WsUrl};
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{CloseStep, Conn, ConnIo, Dial, Extras, Phase, Tls};
+use crate::conn::{CloseStep, Closing, Conn, ConnIo, Dial, Extras, State, Tls};
 use crate::deflate::{ConnDeflate, PermessageDeflate, SharedCodecs};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 
@@ -90,18 +92,15 @@ pub(crate) struct Core<H: Handler> {
     out_peak: usize,
     /// When memory was last given back (`Config::trim_memory`).
     last_trim: Instant,
-    /// Connections accepted from the mailbox that the backend must arm.
-    pub new_conns: Vec<u32>,
-    /// Client connections whose connect the backend must watch.
-    pub connecting: Vec<u32>,
+    /// Connections from the mailbox (accepted or dialing) that the backend
+    /// must start serving ([`IoBackend::watch`]).
+    watch: Vec<u32>,
     /// This reactor's own SO_REUSEPORT listener (`Config::reuse_port`).
     pub listener: Option<std::net::TcpListener>,
     /// Set once a shutdown was requested: (deadline).
     pub shutdown: Option<Instant>,
     next_tick: Instant,
     epoch: Instant,
-    /// The current time, refreshed by `tick` once per loop iteration.
-    now: Ms,
     /// Scratch list for `fire_timers`.
     due: Vec<Timer>,
     /// Scratch buffer for decrypted bytes (TLS connections).
@@ -131,11 +130,13 @@ impl<H: Handler> Core<H> {
             max_buffered: cfg.max_buffered,
             overflow: cfg.overflow,
             max_output: cfg.max_output_bytes,
+            close_timeout: cfg.close_timeout,
         };
         Core {
             handler,
             ctx: Ctx {
                 limits,
+                now: Ms(0),
                 stats: StatsSnapshot::default(),
                 shared,
                 dirty: Vec::new(),
@@ -154,13 +155,11 @@ impl<H: Handler> Core<H> {
             mailbox_more: false,
             out_peak: 0,
             last_trim: Instant::now(),
-            new_conns: Vec::new(),
-            connecting: Vec::new(),
+            watch: Vec::new(),
             listener: None,
             shutdown: None,
             next_tick: Instant::now() + TICK,
             epoch: Instant::now(),
-            now: Ms(0),
             due: Vec::new(),
             tls_plain: Vec::new(),
             fake_clock: None,
@@ -234,7 +233,7 @@ impl<H: Handler> Core<H> {
             slot,
             generation: s.generation,
         };
-        s.conn = Some(Conn::new(fd, id, peer, self.now, deadline));
+        s.conn = Some(Conn::new(fd, id, peer, self.ctx.now, deadline));
         self.open += 1;
         self.ctx.shared.total_open.fetch_add(1, Ordering::Relaxed);
         Some(slot)
@@ -244,7 +243,7 @@ impl<H: Handler> Core<H> {
     /// limits the request is read and answered with 503, then the socket
     /// is closed.
     pub fn accept(&mut self, fd: OwnedFd, peer: SocketAddr) -> Option<u32> {
-        let slot = self.insert(fd, peer, self.now.plus(self.cfg.handshake_timeout))?;
+        let slot = self.insert(fd, peer, self.ctx.now.plus(self.cfg.handshake_timeout))?;
         self.ctx.stats.accepted += 1;
         if let Some(tls) = &self.cfg.tls {
             match tls.new_session() {
@@ -255,11 +254,7 @@ impl<H: Handler> Core<H> {
                 }
                 Err(e) => {
                     tracing::warn!(%peer, "TLS session setup failed: {e}");
-                    if let Some(c) = self.slots[slot as usize].conn.as_mut() {
-                        c.phase = Phase::Draining;
-                        c.io.close_notified = true;
-                        c.io.abandon(&mut self.ctx);
-                    }
+                    self.drop_handshake(slot);
                     return Some(slot);
                 }
             }
@@ -275,8 +270,12 @@ impl<H: Handler> Core<H> {
             self.ctx.stats.handshake_errors += 1;
             // Answered once the request is in: closing with the request
             // unread would reset the connection and could discard the 503.
-            if let Some(c) = self.conn_mut(slot) {
-                c.over_limit = true;
+            if let Some(Conn {
+                state: State::ServerHandshake { over_limit, .. },
+                ..
+            }) = self.conn_mut(slot)
+            {
+                *over_limit = true;
             }
         }
         Some(slot)
@@ -292,24 +291,21 @@ impl<H: Handler> Core<H> {
     }
 
     /// Frees a slot after the backend closed its socket (no operation of
-    /// the old connection may still complete). Runs `on_close` (1006) if
-    /// the handler has not heard of the end yet.
+    /// the old connection may still complete). A handler that has not
+    /// heard of the end yet hears it now: `on_close` (the failure's code,
+    /// or 1006) or `on_connect_error`.
     pub fn remove(&mut self, slot: u32) {
-        let Some(mut conn) = self.slots[slot as usize].conn.take() else {
+        if self.conn(slot).is_none() {
             return;
-        };
+        }
+        let (code, reason) = self
+            .conn(slot)
+            .and_then(|c| c.io.fail)
+            .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+        self.end(slot, code, reason);
+        let conn = self.slots[slot as usize].conn.take().expect("live slot");
         // Whatever is still queued (an abandoned batch) is freed with it.
         self.ctx.charge(-(conn.io.out.buffered() as isize));
-        if let Some(state) = conn.dial.take().and_then(|d| d.state) {
-            self.report_connect_error(state, ConnectError::Closed);
-        }
-        if !conn.io.close_notified {
-            let (code, reason) = conn
-                .io
-                .fail
-                .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
-            self.notify_close(&mut conn, code, reason);
-        }
         self.free.push(slot);
         self.open -= 1;
         self.ctx.shared.total_open.fetch_sub(1, Ordering::Relaxed);
@@ -325,11 +321,8 @@ impl<H: Handler> Core<H> {
     /// The backend sent our FIN (`shutdown(SHUT_WR)`): the peer now has
     /// the close timeout to send its own while we read and discard.
     pub fn on_fin_sent(&mut self, slot: u32) {
-        let deadline = self.now.plus(self.cfg.close_timeout);
-        if let Some(c) = self.conn_mut(slot) {
-            c.io.fin_sent = true;
-            c.close_armed = true;
-            c.deadline = deadline;
+        if let Some(c) = self.slots[slot as usize].conn.as_mut() {
+            c.io.fin_sent(&mut self.ctx);
         }
     }
 
@@ -337,10 +330,56 @@ impl<H: Handler> Core<H> {
     /// for a connection that is gone or abandoned.
     pub fn next_chunk(&mut self, slot: u32) -> Option<&[u8]> {
         let conn = self.slots.get_mut(slot as usize)?.conn.as_mut()?;
-        if conn.io.abandoned {
+        if conn.io.closing == Closing::Abandoned {
             return None;
         }
         Some(conn.io.next_chunk(&mut self.ctx))
+    }
+
+    /// The backend's eventfd fired: the mailbox has something.
+    pub fn woken(&mut self) {
+        self.mailbox_more = true;
+    }
+
+    /// Takes the connections the mailbox brought (see [`IoBackend::watch`]).
+    pub fn take_watch(&mut self, into: &mut Vec<u32>) {
+        into.clear();
+        std::mem::swap(into, &mut self.watch);
+    }
+
+    /// True when connections wait to be flushed.
+    pub fn has_dirty(&self) -> bool {
+        !self.ctx.dirty.is_empty()
+    }
+
+    /// Puts a connection on the flush list whether or not it has bytes
+    /// queued, so the backend takes its next close step.
+    pub fn touch(&mut self, slot: u32) {
+        if let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.conn.as_mut())
+        {
+            c.io.mark_dirty(&mut self.ctx);
+        }
+    }
+
+    /// The backend cannot serve this connection (watching it failed): it
+    /// is closed as soon as nothing is in flight; its handler hears the
+    /// end.
+    pub fn abandon(&mut self, slot: u32) {
+        let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
+            return;
+        };
+        if matches!(c.state, State::Connecting(_) | State::ClientHandshake(_)) {
+            return self.fail_connect(slot, ConnectError::Engine("socket setup failed".into()));
+        }
+        c.io.abandon(&mut self.ctx);
+        self.end(slot, CloseCode::ABNORMAL, "connection lost");
     }
 
     /// Puts a connection with queued bytes on the write list.
@@ -355,13 +394,23 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Takes the list of connections with bytes to write.
+    /// Takes the list of connections with bytes to write (or a closing
+    /// step to take). A connection that started closing during a callback
+    /// or a handle send (a failure, an overflow) is ended here, so its
+    /// handler hears `on_close` in the same loop iteration.
     pub fn take_dirty(&mut self, into: &mut Vec<u32>) {
         into.clear();
         std::mem::swap(into, &mut self.ctx.dirty);
         for &slot in into.iter() {
-            if let Some(c) = self.conn_mut(slot) {
-                c.io.dirty = false;
+            let Some(c) = self.slots[slot as usize].conn.as_mut() else {
+                continue;
+            };
+            c.io.dirty = false;
+            if c.state.is_open() && !c.io.reading_frames() {
+                let (code, reason) =
+                    c.io.fail
+                        .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+                self.end(slot, code, reason);
             }
         }
     }
@@ -388,16 +437,18 @@ impl<H: Handler> Core<H> {
         }
         if conn.io.backpressured && conn.io.out.buffered() <= low {
             conn.io.backpressured = false;
-            if conn.phase == Phase::Open && !conn.io.close_sent {
-                let Conn { io, user, .. } = conn;
-                if let Some(state) = user.as_mut()
-                    && !guarded(&mut self.handler, &mut self.ctx, io, state, |h, ws| {
-                        h.on_drain(ws)
-                    })
-                {
-                    tracing::error!(peer = %io.peer, "handler panicked in on_drain: closing with 1011");
-                    io.fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
-                }
+            if let Conn {
+                io,
+                state: State::Open { user, .. },
+                ..
+            } = conn
+                && io.can_send()
+                && !guarded(&mut self.handler, &mut self.ctx, io, user, |h, ws| {
+                    h.on_drain(ws)
+                })
+            {
+                tracing::error!(peer = %io.peer, "handler panicked in on_drain: closing with 1011");
+                io.fail_now(&mut self.ctx, CloseCode::INTERNAL_ERROR, "handler panic");
             }
         }
         if conn.io.out.is_empty() {

@@ -14,24 +14,22 @@ impl<H: Handler> Core<H> {
             return;
         };
         conn.io.read_closed = true;
-        if let Some(err) = dial_ended(conn.phase) {
-            return self.fail_connect(slot, err);
-        }
-        if conn.phase == Phase::Handshake {
+        match conn.state {
+            State::Connecting(_) | State::ClientHandshake(_) => {
+                let err = dial_ended(&conn.state);
+                self.fail_connect(slot, err)
+            }
             // No complete request: nothing to answer.
-            conn.io.close_notified = true;
-            conn.io.abandon(&mut self.ctx);
-        }
-        conn.phase = Phase::Draining;
-        conn.io.disconnect = true;
-        // Marked even with nothing queued, so the backend looks at it.
-        conn.io.mark_dirty(&mut self.ctx);
-        if !conn.io.close_notified {
-            let (code, reason) = conn
-                .io
-                .fail
-                .unwrap_or((CloseCode::ABNORMAL, "peer closed without a close frame"));
-            self.notify_close_slot(slot, code, reason);
+            State::ServerHandshake { .. } => self.drop_handshake(slot),
+            State::Open { .. } => {
+                conn.io.finish(&mut self.ctx);
+                let (code, reason) = conn
+                    .io
+                    .fail
+                    .unwrap_or((CloseCode::ABNORMAL, "peer closed without a close frame"));
+                self.end(slot, code, reason);
+            }
+            State::Ended => conn.io.finish(&mut self.ctx),
         }
     }
 
@@ -41,12 +39,17 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        if let Some(err) = dial_ended(conn.phase) {
+        conn.io.read_closed = true;
+        if matches!(conn.state, State::Connecting(_) | State::ClientHandshake(_)) {
+            let err = dial_ended(&conn.state);
             return self.fail_connect(slot, err);
         }
-        conn.io.read_closed = true;
-        conn.phase = Phase::Draining;
         conn.io.abandon(&mut self.ctx);
+        let (code, reason) = conn
+            .io
+            .fail
+            .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+        self.end(slot, code, reason);
     }
 
     /// Bytes arrived for `slot`. `data` is the backend's receive buffer and
@@ -57,12 +60,12 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        if conn.io.disconnect {
+        if !conn.io.reading_frames() || matches!(conn.state, State::Ended) {
             // Closing: input is read only so that closing does not reset
             // the connection; it is discarded.
             return;
         }
-        conn.last_rx = self.now;
+        conn.last_rx = self.ctx.now;
         conn.ping_sent = None;
         if conn.io.tls.is_some() {
             return self.on_tls_data(slot, data);
@@ -74,11 +77,11 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        match conn.phase {
-            Phase::Draining | Phase::Connecting => {}
-            Phase::Handshake => self.handshake(slot, data),
-            Phase::ClientHandshake => self.client_handshake(slot, data),
-            Phase::Open => self.frames(slot, data),
+        match conn.state {
+            State::Ended | State::Connecting(_) => {}
+            State::ServerHandshake { .. } => self.handshake(slot, data),
+            State::ClientHandshake(_) => self.client_handshake(slot, data),
+            State::Open { .. } => self.frames(slot, data),
         }
     }
 
@@ -86,9 +89,6 @@ impl<H: Handler> Core<H> {
     /// has to say (handshake, alerts), hand the plaintext on.
     pub(super) fn on_tls_data(&mut self, slot: u32, data: &[u8]) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        if conn.phase == Phase::Draining {
-            return;
-        }
         let tls = conn.io.tls.as_mut().expect("TLS connection");
         let mut plain = std::mem::take(&mut self.tls_plain);
         plain.clear();
@@ -114,8 +114,8 @@ impl<H: Handler> Core<H> {
             }
             Err(e) => {
                 let handshaking = tls.is_handshaking();
-                match conn.phase {
-                    Phase::Connecting | Phase::ClientHandshake => {
+                match conn.state {
+                    State::Connecting(_) | State::ClientHandshake(_) => {
                         tracing::info!(peer = %conn.io.peer, "TLS handshake with the server failed: {e}");
                         self.fail_connect(slot, ConnectError::Tls(e.to_string()));
                     }
@@ -129,11 +129,10 @@ impl<H: Handler> Core<H> {
                         } else if log {
                             tracing::info!(peer = %conn.io.peer, "TLS error: {e}; closing");
                         }
-                        if conn.phase == Phase::Handshake {
-                            conn.io.close_notified = true;
-                        }
-                        conn.phase = Phase::Draining;
+                        // The alert goes out, then the socket closes; an
+                        // open connection's handler hears 1006.
                         conn.io.tls_failed(&mut self.ctx);
+                        self.end(slot, CloseCode::ABNORMAL, "TLS error");
                     }
                 }
             }
@@ -147,11 +146,10 @@ impl<H: Handler> Core<H> {
 
 /// A client connection that ends before it opened: what `on_connect_error`
 /// hears (nobody answered the connect, or the server closed during the
-/// handshake); `None` for every other phase.
-fn dial_ended(phase: Phase) -> Option<ConnectError> {
-    match phase {
-        Phase::Connecting => Some(ConnectError::Refused),
-        Phase::ClientHandshake => Some(ConnectError::Closed),
-        _ => None,
+/// handshake).
+fn dial_ended<C>(state: &State<C>) -> ConnectError {
+    match state {
+        State::Connecting(_) => ConnectError::Refused,
+        _ => ConnectError::Closed,
     }
 }

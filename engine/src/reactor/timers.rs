@@ -28,8 +28,12 @@ pub(crate) struct Ms(pub(super) u32);
 pub(super) const MAX_TIMER: Duration = Duration::from_secs(86_400);
 
 impl Ms {
+    /// The time `d` after `self`, rounded so that it is never reached
+    /// early: timestamps are truncated to whole milliseconds, so the
+    /// deadline is one millisecond further (and `d` rounded up).
     pub fn plus(self, d: Duration) -> Ms {
-        Ms(self.0.wrapping_add(d.min(MAX_TIMER).as_millis() as u32))
+        let ms = d.min(MAX_TIMER).as_nanos().div_ceil(1_000_000) as u32;
+        Ms(self.0.wrapping_add(ms).wrapping_add(1))
     }
 
     /// `self` is at or after `t`.
@@ -61,7 +65,7 @@ impl<H: Handler> Core<H> {
     pub fn refresh_clock(&mut self) -> Instant {
         let instant = self.clock();
         let ms = instant.duration_since(self.epoch).as_millis() as u64;
-        self.now = Ms(ms as u32);
+        self.ctx.now = Ms(ms as u32);
         instant
     }
 
@@ -95,9 +99,9 @@ impl<H: Handler> Core<H> {
         }
         for t in due.drain(..) {
             let live = self.generation(t.slot) == Some(t.generation)
-                && self.conn(t.slot).is_some_and(|c| {
-                    c.phase == Phase::Open && !c.io.close_sent && !c.io.disconnect
-                });
+                && self
+                    .conn(t.slot)
+                    .is_some_and(|c| c.state.is_open() && c.io.can_send());
             if live {
                 self.callback(t.slot, |h, ws| h.on_timer(ws, t.token));
             }
@@ -116,7 +120,7 @@ impl<H: Handler> Core<H> {
         self.next_tick = instant + TICK;
         self.ctx.log.tick(self.ctx.shared.id, instant);
         self.trim_memory(instant);
-        let now = self.now;
+        let now = self.ctx.now;
         for i in 0..self.slots.len() {
             let Some(conn) = self.slots[i].conn.as_mut() else {
                 continue;
@@ -126,102 +130,102 @@ impl<H: Handler> Core<H> {
             if conn.io.out.capacity() > 0 && now.since(conn.last_rx) >= 2 * TICK {
                 conn.io.out.release();
             }
-            if (conn.io.close_sent || conn.io.disconnect) && !conn.close_armed {
-                // We sent a close frame (handler, handle, overflow) or are
-                // flushing our last bytes: the peer has the close timeout
-                // to answer and read them.
-                conn.close_armed = true;
-                conn.deadline = now.plus(self.cfg.close_timeout);
-                continue;
-            }
-            if !now.reached(conn.deadline) || conn.io.abandoned {
+            if !now.reached(conn.io.deadline) {
                 continue;
             }
             let slot = i as u32;
-            if conn.io.disconnect {
-                // Flushing or waiting for the peer's FIN took too long: a
-                // peer that does not read (or never closes) is cut off,
-                // with a send in flight cancelled first (io_uring).
-                if self.ctx.log.allow(LogKind::CloseTimeout) {
-                    tracing::info!(
-                        peer = %conn.io.peer,
-                        unsent = conn.io.out.buffered(),
-                        fin_sent = conn.io.fin_sent,
-                        "close timeout while flushing or waiting for the peer's FIN: closing"
-                    );
-                }
-                self.ctx.stats.timeouts += 1;
-                conn.io.abandon(&mut self.ctx);
-                continue;
-            }
-            match conn.phase {
-                Phase::Connecting | Phase::ClientHandshake => {
-                    self.ctx.stats.timeouts += 1;
-                    self.fail_connect(slot, ConnectError::Timeout);
-                }
-                Phase::Handshake => {
-                    let what = match &conn.io.tls {
-                        Some(t) if t.is_handshaking() => "TLS handshake",
-                        _ => "handshake",
-                    };
-                    if self.ctx.log.allow(LogKind::HandshakeTimeout) {
-                        tracing::info!(peer = %conn.io.peer, "{what} timeout: closing");
+            match conn.io.closing {
+                Closing::Abandoned => {}
+                Closing::Flushing | Closing::FinSent => {
+                    // Flushing or waiting for the peer's FIN took too long:
+                    // a peer that does not read (or never closes) is cut
+                    // off, with a send in flight cancelled first (io_uring).
+                    if self.ctx.log.allow(LogKind::CloseTimeout) {
+                        tracing::info!(
+                            peer = %conn.io.peer,
+                            unsent = conn.io.out.buffered(),
+                            fin_sent = conn.io.closing == Closing::FinSent,
+                            "close timeout while flushing or waiting for the peer's FIN: closing"
+                        );
                     }
                     self.ctx.stats.timeouts += 1;
-                    conn.io.close_notified = true;
-                    conn.phase = Phase::Draining;
                     conn.io.abandon(&mut self.ctx);
                 }
-                Phase::Draining => {}
-                Phase::Open if conn.io.close_sent => {
+                Closing::CloseSent => {
                     // The peer never answered our close frame.
                     if self.ctx.log.allow(LogKind::CloseTimeout) {
                         tracing::info!(peer = %conn.io.peer, "close handshake timeout: closing TCP");
                     }
                     self.ctx.stats.timeouts += 1;
                     conn.io.abandon(&mut self.ctx);
-                    self.notify_close_slot(slot, CloseCode::ABNORMAL, "close handshake timeout");
+                    self.end(slot, CloseCode::ABNORMAL, "close handshake timeout");
                 }
-                Phase::Open => {
-                    let idle_for = now.since(conn.last_rx);
-                    let idle_hit = self.cfg.idle_timeout.is_some_and(|t| idle_for >= t);
-                    let pong_late = conn
-                        .ping_sent
-                        .is_some_and(|t| now.since(t) >= self.cfg.ping_timeout);
-                    if idle_hit || pong_late {
-                        let reason = if idle_hit {
-                            "idle timeout"
-                        } else {
-                            "pong timeout"
-                        };
-                        if self.ctx.log.allow(LogKind::IdleTimeout) {
-                            tracing::info!(peer = %conn.io.peer, "{reason}: closing with 1001");
-                        }
-                        self.ctx.stats.timeouts += 1;
-                        conn.io
-                            .start_close(&mut self.ctx, CloseCode::GOING_AWAY, reason);
-                        conn.deadline = now.plus(self.cfg.close_timeout);
-                        conn.close_armed = true;
-                        continue;
-                    }
-                    if let Some(interval) = self.cfg.ping_interval
-                        && conn.ping_sent.is_none()
-                        && idle_for >= interval
-                    {
-                        let _ =
-                            conn.io
-                                .send_control(&mut self.ctx, ringwire_parser::OpCode::Ping, b"");
-                        conn.ping_sent = Some(now);
-                        conn.deadline = now.plus(self.cfg.ping_timeout);
-                        continue;
-                    }
-                    let next = open_deadline(&self.cfg, conn.last_rx);
-                    conn.deadline = if now.reached(next) {
-                        now.plus(TICK)
+                Closing::No => self.deadline(slot),
+            }
+        }
+    }
+
+    /// A connection that is not closing reached its deadline: the dial or
+    /// handshake timed out, or an open connection is idle, owes a pong,
+    /// or is due an auto-ping.
+    fn deadline(&mut self, slot: u32) {
+        let now = self.ctx.now;
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        match conn.state {
+            State::Connecting(_) | State::ClientHandshake(_) => {
+                self.ctx.stats.timeouts += 1;
+                self.fail_connect(slot, ConnectError::Timeout);
+            }
+            State::ServerHandshake { .. } => {
+                let what = match &conn.io.tls {
+                    Some(t) if t.is_handshaking() => "TLS handshake",
+                    _ => "handshake",
+                };
+                if self.ctx.log.allow(LogKind::HandshakeTimeout) {
+                    tracing::info!(peer = %conn.io.peer, "{what} timeout: closing");
+                }
+                self.ctx.stats.timeouts += 1;
+                self.drop_handshake(slot);
+            }
+            // Not reached: an ended connection is closing.
+            State::Ended => {}
+            State::Open { .. } => {
+                let idle_for = now.since(conn.last_rx);
+                let idle_hit = self.cfg.idle_timeout.is_some_and(|t| idle_for >= t);
+                let pong_late = conn
+                    .ping_sent
+                    .is_some_and(|t| now.since(t) >= self.cfg.ping_timeout);
+                if idle_hit || pong_late {
+                    let reason = if idle_hit {
+                        "idle timeout"
                     } else {
-                        next
+                        "pong timeout"
                     };
+                    if self.ctx.log.allow(LogKind::IdleTimeout) {
+                        tracing::info!(peer = %conn.io.peer, "{reason}: closing with 1001");
+                    }
+                    self.ctx.stats.timeouts += 1;
+                    conn.io
+                        .start_close(&mut self.ctx, CloseCode::GOING_AWAY, reason);
+                    return;
                 }
+                if let Some(interval) = self.cfg.ping_interval
+                    && conn.ping_sent.is_none()
+                    && idle_for >= interval
+                {
+                    let _ = conn
+                        .io
+                        .send_control(&mut self.ctx, ringwire_parser::OpCode::Ping, b"");
+                    conn.ping_sent = Some(now);
+                    conn.io.deadline = now.plus(self.cfg.ping_timeout);
+                    return;
+                }
+                let next = open_deadline(&self.cfg, conn.last_rx);
+                conn.io.deadline = if now.reached(next) {
+                    now.plus(TICK)
+                } else {
+                    next
+                };
             }
         }
     }

@@ -15,14 +15,15 @@
 //!   send of its connection can still complete.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
 
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
-use super::{Core, MAX_SLOTS};
-use crate::conn::CloseStep;
+use super::{Core, IoBackend, MAX_SLOTS};
+use crate::conn::{CloseStep, Closing};
 use crate::handler::Handler;
 
 /// Checks that an io_uring instance can be created here (ENOSYS, EPERM and
@@ -147,8 +148,9 @@ impl BufRing {
         }
         br.publish();
         // SAFETY: the ring memory and the buffers stay alive until this
-        // BufRing is dropped, and `run` unregisters the ring and drops the
-        // IoUring before dropping the BufRing.
+        // BufRing is dropped, and `UringBackend` unregisters the ring and
+        // drops the IoUring before dropping the BufRing (`close_all`, or
+        // field order).
         unsafe {
             uring
                 .submitter()
@@ -212,7 +214,7 @@ fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
     loop {
         // SAFETY: every buffer an SQE points to (send queues, the wake
         // counter, provided buffers) outlives the operation: see the
-        // slot-freeing rules in `close_when_idle` and `run`'s teardown.
+        // slot-freeing rule in `UringBackend::flush` and `close_all`.
         if unsafe { ring.submission().push(e) }.is_ok() {
             return Ok(());
         }
@@ -220,25 +222,63 @@ fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
     }
 }
 
-/// Runs the reactor until shutdown completes.
-pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
-    let mut ring = build_ring(core.config().ring_entries)?;
-    let entries = core.config().recv_buffers.max(2).next_power_of_two();
-    let mut bufs = BufRing::new(&ring, entries, core.config().recv_buffer_size)?;
-    let waker_fd = core.ctx.shared.waker.fd;
-    let mut wake_buf = Box::new(0u64);
-    let arm_wake = |ring: &mut IoUring, buf: &mut u64| {
-        let e = opcode::Read::new(Fd(waker_fd), (buf as *mut u64).cast(), 8)
+/// What this backend has in flight for one slot besides a send (the
+/// core's `OutQueue::in_flight`): the slot is freed only when none of it
+/// can still complete.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotOps {
+    /// A multishot recv (or a connecting socket's poll) is armed.
+    recv: bool,
+    /// Cancels for this connection's operations are submitted.
+    cancelled: bool,
+}
+
+/// The io_uring backend's state besides the core. Fields drop in order:
+/// the ring (cancelling what is in flight) before the memory its
+/// operations point to.
+pub(crate) struct UringBackend {
+    ring: IoUring,
+    bufs: BufRing,
+    wake_buf: Box<u64>,
+    waker_fd: RawFd,
+    listener_fd: Option<RawFd>,
+    accept_paused: bool,
+    cqes: Vec<(u64, i32, u32)>,
+    ops: Vec<SlotOps>,
+}
+
+impl UringBackend {
+    pub fn new<H: Handler>(core: &Core<H>) -> io::Result<UringBackend> {
+        let ring = build_ring(core.config().ring_entries)?;
+        let entries = core.config().recv_buffers.max(2).next_power_of_two();
+        let bufs = BufRing::new(&ring, entries, core.config().recv_buffer_size)?;
+        let mut b = UringBackend {
+            ring,
+            bufs,
+            wake_buf: Box::new(0u64),
+            waker_fd: core.ctx.shared.waker.fd.as_raw_fd(),
+            listener_fd: core.listener.as_ref().map(|l| l.as_raw_fd()),
+            accept_paused: false,
+            cqes: Vec::with_capacity(1024),
+            ops: Vec::new(),
+        };
+        b.arm_wake()?;
+        b.arm_accept()?;
+        Ok(b)
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let e = opcode::Read::new(Fd(self.waker_fd), buf.cast(), 8)
             .build()
             .user_data(UserData::reactor(Op::Wake));
-        push(ring, &e)
-    };
-    arm_wake(&mut ring, &mut wake_buf)?;
-    let listener_fd = core.listener.as_ref().map(|l| l.as_raw_fd());
-    let arm_accept = |ring: &mut IoUring| -> io::Result<()> {
-        match listener_fd {
+        push(&mut self.ring, &e)
+    }
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        match self.listener_fd {
             Some(fd) => push(
-                ring,
+                &mut self.ring,
                 &opcode::AcceptMulti::new(Fd(fd))
                     .flags(libc::SOCK_CLOEXEC)
                     .build()
@@ -246,39 +286,145 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             ),
             None => Ok(()),
         }
-    };
-    arm_accept(&mut ring)?;
-    let mut accept_paused = false;
-    let mut dirty = Vec::new();
-    let mut check_close: Vec<u32> = Vec::new();
-    let mut cqes: Vec<(u64, i32, u32)> = Vec::with_capacity(1024);
+    }
 
-    let result = loop {
-        // Submit everything queued and wait for a completion or the tick.
-        let want = if core.ctx.dirty.is_empty() && !core.mailbox_more {
-            1
-        } else {
-            0
+    fn ops(&mut self, slot: u32) -> &mut SlotOps {
+        let i = slot as usize;
+        if self.ops.len() <= i {
+            self.ops.resize(i + 1, SlotOps::default());
+        }
+        &mut self.ops[i]
+    }
+
+    /// Arms the multishot recv of a connection that still reads.
+    fn arm_recv<H: Handler>(&mut self, core: &Core<H>, slot: u32) -> io::Result<()> {
+        let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
+            return Ok(());
         };
-        let t = core.timeout();
-        let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+        let fd = c.raw_fd();
+        if c.io.closing == Closing::Abandoned || c.io.read_closed || self.ops(slot).recv {
+            return Ok(());
+        }
+        let e = opcode::RecvMulti::new(Fd(fd), BGID)
+            .build()
+            .user_data(UserData::conn(slot, generation, Op::Recv));
+        self.ops(slot).recv = true;
+        push(&mut self.ring, &e)
+    }
+
+    /// A completion moved this connection: if it has a close step to take,
+    /// it goes on the flush list.
+    fn check_close<H: Handler>(core: &mut Core<H>, slot: u32) {
+        if core.close_step(slot) != CloseStep::None {
+            core.touch(slot);
+        }
+    }
+
+    fn on_recv<H: Handler>(
+        &mut self,
+        core: &mut Core<H>,
+        slot: u32,
+        generation: u32,
+        res: i32,
+        flags: u32,
+    ) -> io::Result<()> {
+        let bid = cqueue::buffer_select(flags);
+        let live = core.generation(slot) == Some(generation);
+        if res > 0 && live {
+            let bid = bid.expect("a recv with data carries its buffer id");
+            core.on_data(slot, self.bufs.buf(bid, res as usize));
+        }
+        if let Some(bid) = bid {
+            self.bufs.push(bid);
+        }
+        if !live {
+            return Ok(());
+        }
+        if res == 0 {
+            core.on_eof(slot);
+        } else if res < 0 && res != -libc::ENOBUFS && res != -libc::ECANCELED {
+            tracing::debug!("recv failed: {}", io::Error::from_raw_os_error(-res));
+            core.on_io_error(slot);
+        }
+        if !cqueue::more(flags) {
+            // A closing connection keeps reading (and discarding) until the
+            // peer's FIN, unless it was abandoned or its recv cancelled.
+            let ops = self.ops(slot);
+            ops.recv = false;
+            if !ops.cancelled && res != 0 {
+                if res == -libc::ENOBUFS {
+                    // All buffers are out: publish what came back before
+                    // asking again.
+                    self.bufs.publish();
+                }
+                self.arm_recv(core, slot)?;
+            }
+        }
+        Self::check_close(core, slot);
+        Ok(())
+    }
+
+    fn on_accept<H: Handler>(
+        &mut self,
+        core: &mut Core<H>,
+        res: i32,
+        flags: u32,
+    ) -> io::Result<()> {
+        if res >= 0 {
+            // SAFETY: the kernel just created this fd for us.
+            let stream = unsafe { std::net::TcpStream::from_raw_fd(res) };
+            if let Ok(peer) = stream.peer_addr()
+                && let Some(slot) = core.accept_stream(stream, peer)
+            {
+                self.ops(slot).cancelled = false;
+                self.arm_recv(core, slot)?;
+                Self::check_close(core, slot);
+            }
+        } else if core.shutdown.is_none() {
+            tracing::warn!(
+                "accept: {}; pausing accepts for a tick",
+                io::Error::from_raw_os_error(-res)
+            );
+        }
+        if !cqueue::more(flags) && core.shutdown.is_none() {
+            if res < 0 {
+                // Out of descriptors or memory: retry on the next tick
+                // rather than spinning on the error.
+                self.accept_paused = true;
+            } else {
+                self.arm_accept()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<H: Handler> IoBackend<H> for UringBackend {
+    /// One `io_uring_enter` submits everything queued and waits for a
+    /// completion or the timeout; then every completion goes to the core.
+    fn poll(&mut self, core: &mut Core<H>, timeout: Duration) -> io::Result<()> {
+        let want = usize::from(!timeout.is_zero());
+        let ts = Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
         let args = SubmitArgs::new().timespec(&ts);
-        match ring.submitter().submit_with_args(want, &args) {
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => {}
             Err(e)
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
                 ) => {}
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         }
         core.refresh_clock();
+        let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         cqes.extend(
-            ring.completion()
+            self.ring
+                .completion()
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
-
         for &(user_data, res, flags) in &cqes {
             let Some(UserData {
                 slot,
@@ -291,50 +437,10 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
             };
             match op {
                 Op::Wake => {
-                    mailbox(&mut ring, &mut core, &mut check_close)?;
-                    arm_wake(&mut ring, &mut wake_buf)?;
+                    core.woken();
+                    self.arm_wake()?;
                 }
-                Op::Recv => {
-                    let bid = cqueue::buffer_select(flags);
-                    let live = core.generation(slot) == Some(generation);
-                    if res > 0 && live {
-                        let bid = bid.expect("a recv with data carries its buffer id");
-                        core.on_data(slot, bufs.buf(bid, res as usize));
-                    }
-                    if let Some(bid) = bid {
-                        bufs.push(bid);
-                    }
-                    if !live {
-                        continue;
-                    }
-                    if res == 0 {
-                        core.on_eof(slot);
-                    } else if res < 0 && res != -libc::ENOBUFS && res != -libc::ECANCELED {
-                        tracing::debug!("recv failed: {}", io::Error::from_raw_os_error(-res));
-                        core.on_io_error(slot);
-                    }
-                    if !cqueue::more(flags) {
-                        // A closing connection keeps reading (and
-                        // discarding) until the peer's FIN, unless it was
-                        // abandoned or its recv cancelled for closing.
-                        let rearm = match core.conn_mut(slot) {
-                            Some(c) => {
-                                c.recv_active = false;
-                                !c.io.abandoned && !c.io.read_closed && !c.cancel_sent && res != 0
-                            }
-                            None => false,
-                        };
-                        if rearm {
-                            if res == -libc::ENOBUFS {
-                                // All buffers are out: publish what came back
-                                // before asking again.
-                                bufs.publish();
-                            }
-                            arm_recv(&mut ring, &mut core, slot)?;
-                        }
-                    }
-                    check_close.push(slot);
-                }
+                Op::Recv => self.on_recv(core, slot, generation, res, flags)?,
                 Op::Send => {
                     if core.generation(slot) != Some(generation) {
                         continue;
@@ -349,204 +455,144 @@ pub(crate) fn run<H: Handler>(mut core: Core<H>) -> io::Result<()> {
                         tracing::debug!("send failed: {}", io::Error::from_raw_os_error(-res));
                         core.on_io_error(slot);
                     }
-                    check_close.push(slot);
+                    Self::check_close(core, slot);
                 }
-                Op::Accept => {
-                    if res >= 0 {
-                        // SAFETY: the kernel just created this fd for us.
-                        let stream = unsafe { std::net::TcpStream::from_raw_fd(res) };
-                        if let Ok(peer) = stream.peer_addr()
-                            && let Some(slot) = core.accept_stream(stream, peer)
-                        {
-                            arm_recv(&mut ring, &mut core, slot)?;
-                            check_close.push(slot);
-                        }
-                    } else if core.shutdown.is_none() {
-                        tracing::warn!(
-                            "accept: {}; pausing accepts for a tick",
-                            io::Error::from_raw_os_error(-res)
-                        );
-                    }
-                    if !cqueue::more(flags) && core.shutdown.is_none() {
-                        if res < 0 {
-                            // Out of descriptors or memory: retry on the next
-                            // tick rather than spinning on the error.
-                            accept_paused = true;
-                        } else {
-                            arm_accept(&mut ring)?;
-                        }
-                    }
-                }
+                Op::Accept => self.on_accept(core, res, flags)?,
                 Op::Connect => {
                     if core.generation(slot) != Some(generation) {
                         continue;
                     }
-                    if let Some(c) = core.conn_mut(slot) {
-                        c.recv_active = false;
-                    }
+                    self.ops(slot).recv = false;
                     core.on_connect_ready(slot);
                     if core.is_reading(slot) {
-                        arm_recv(&mut ring, &mut core, slot)?;
+                        self.arm_recv(core, slot)?;
                     }
-                    check_close.push(slot);
+                    Self::check_close(core, slot);
                 }
                 // The cancelled op's own completion tells the outcome.
                 Op::Cancel => {}
             }
         }
-        bufs.publish();
-        if core.mailbox_more {
-            mailbox(&mut ring, &mut core, &mut check_close)?;
-        }
-
-        if accept_paused && core.tick_due() {
-            accept_paused = false;
-            arm_accept(&mut ring)?;
-        }
-        core.tick();
-        core.fire_timers();
-        core.take_dirty(&mut dirty);
-        for &slot in &dirty {
-            let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
-                continue;
-            };
-            let fd = c.raw_fd();
-            if !c.io.out.in_flight
-                && let Some(chunk) = core.next_chunk(slot)
-                && !chunk.is_empty()
-            {
-                let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
-                    .user_data(UserData::conn(slot, generation, Op::Send));
-                push(&mut ring, &e)?;
-                if let Some(c) = core.conn_mut(slot) {
-                    c.io.out.in_flight = true;
-                }
-            }
-            check_close.push(slot);
-        }
-        for slot in check_close.drain(..) {
-            close_when_idle(&mut ring, &mut core, slot)?;
-        }
-        core.publish_stats();
-        if core.shutdown_done() {
-            break Ok(());
-        }
-    };
-
-    // Teardown: close every socket, then drop the ring (which cancels and
-    // reaps whatever is still in flight) before the buffers it points to.
-    for slot in core.live_slots() {
-        core.remove(slot);
+        self.cqes = cqes;
+        self.bufs.publish();
+        Ok(())
     }
-    core.publish_stats();
-    let _ = ring.submitter().unregister_buf_ring(BGID);
-    drop(ring);
-    drop(bufs);
-    drop(wake_buf);
-    result
-}
 
-fn arm_recv<H: Handler>(ring: &mut IoUring, core: &mut Core<H>, slot: u32) -> io::Result<()> {
-    let Some(generation) = core.generation(slot) else {
-        return Ok(());
-    };
-    let Some(c) = core.conn_mut(slot) else {
-        return Ok(());
-    };
-    if c.recv_active || c.io.disconnect {
-        return Ok(());
-    }
-    let e = opcode::RecvMulti::new(Fd(c.raw_fd()), BGID)
-        .build()
-        .user_data(UserData::conn(slot, generation, Op::Recv));
-    c.recv_active = true;
-    push(ring, &e)
-}
-
-/// Applies the mailbox: arms reads for accepted sockets and a poll for
-/// connecting ones.
-fn mailbox<H: Handler>(
-    ring: &mut IoUring,
-    core: &mut Core<H>,
-    check_close: &mut Vec<u32>,
-) -> io::Result<()> {
-    core.drain_mailbox();
-    for slot in std::mem::take(&mut core.new_conns) {
-        if let Err(e) = arm_recv(ring, core, slot) {
-            tracing::warn!("arming recv failed: {e}");
+    /// An accepted socket gets its multishot recv; a connecting one a poll
+    /// for writable (connected) or error; its read side starts once the
+    /// request is out.
+    fn watch(&mut self, core: &mut Core<H>, slot: u32) -> io::Result<()> {
+        self.ops(slot).cancelled = false;
+        if !core.is_connecting(slot) {
+            self.arm_recv(core, slot)?;
+            Self::check_close(core, slot);
+            return Ok(());
         }
-        check_close.push(slot);
-    }
-    // A connecting socket: poll for writable (connected) or error; the
-    // read side starts once the request is out.
-    for slot in std::mem::take(&mut core.connecting) {
-        let Some(generation) = core.generation(slot) else {
-            continue;
+        let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
+            return Ok(());
         };
-        let Some(c) = core.conn_mut(slot) else {
-            continue;
-        };
-        c.recv_active = true;
         let e = opcode::PollAdd::new(Fd(c.raw_fd()), libc::POLLOUT as u32)
             .build()
             .user_data(UserData::conn(slot, generation, Op::Connect));
-        push(ring, &e)?;
-        check_close.push(slot);
+        self.ops(slot).recv = true;
+        push(&mut self.ring, &e)
     }
-    Ok(())
-}
 
-/// Moves a closing connection on: FIN after its last byte, then close once
-/// no operation of it is in flight. Abandoned connections get their send
-/// and recv cancelled first (a peer that never reads would otherwise keep
-/// a send, its buffer and the descriptor forever).
-fn close_when_idle<H: Handler>(
-    ring: &mut IoUring,
-    core: &mut Core<H>,
-    slot: u32,
-) -> io::Result<()> {
-    let step = core.close_step(slot);
-    if step == CloseStep::None {
-        return Ok(());
-    }
-    let generation = core.generation(slot).unwrap_or(0);
-    let Some(c) = core.conn_mut(slot) else {
-        return Ok(());
-    };
-    let fd = c.raw_fd();
-    if step == CloseStep::Shutdown {
-        // SAFETY: shutdown on the slot's own socket; nothing is in flight
-        // on its sending side.
-        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-        core.on_fin_sent(slot);
-        return Ok(());
-    }
-    if step == CloseStep::Cancel || c.recv_active {
-        if !c.cancel_sent {
-            c.cancel_sent = true;
-            // Cancels by user_data (a hashed lookup in the kernel; a cancel
-            // by fd scans every pending request, which made shedding
-            // thousands of connections quadratic): the multishot recv or a
-            // connecting socket's poll, and a send in flight.
-            let armed = [
-                (c.recv_active, Op::Recv),
-                (c.recv_active, Op::Connect),
-                (c.io.out.in_flight, Op::Send),
-            ];
-            for (_, op) in armed.into_iter().filter(|(armed, _)| *armed) {
-                let e = opcode::AsyncCancel::new(UserData::conn(slot, generation, op))
-                    .build()
-                    .user_data(UserData::conn(slot, generation, Op::Cancel));
-                push(ring, &e)?;
+    /// One send in flight per connection: the queued bytes go out in one
+    /// SQE (short writes continue from where they stopped). Then the close
+    /// step: FIN after the last byte, and close once no operation of the
+    /// connection is in flight. Abandoned connections get their send and
+    /// recv cancelled first (a peer that never reads would otherwise keep
+    /// a send, its buffer and the descriptor forever).
+    fn flush(&mut self, core: &mut Core<H>, slot: u32) -> io::Result<()> {
+        let (Some(c), Some(generation)) = (core.conn(slot), core.generation(slot)) else {
+            return Ok(());
+        };
+        let fd = c.raw_fd();
+        if !c.io.out.in_flight
+            && let Some(chunk) = core.next_chunk(slot)
+            && !chunk.is_empty()
+        {
+            let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(UserData::conn(slot, generation, Op::Send));
+            push(&mut self.ring, &e)?;
+            if let Some(c) = core.conn_mut(slot) {
+                c.io.out.in_flight = true;
             }
         }
-        return Ok(());
+        let step = core.close_step(slot);
+        match step {
+            CloseStep::None => Ok(()),
+            CloseStep::Shutdown => {
+                // SAFETY: shutdown on the slot's own socket; nothing is in
+                // flight on its sending side.
+                unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+                core.on_fin_sent(slot);
+                Ok(())
+            }
+            CloseStep::Cancel | CloseStep::Close => {
+                let in_flight = core.conn(slot).is_some_and(|c| c.io.out.in_flight);
+                let ops = *self.ops(slot);
+                if !in_flight && !ops.recv {
+                    // Nothing in flight refers to the socket: dropping the
+                    // slot closes it.
+                    self.ops[slot as usize] = SlotOps::default();
+                    core.remove(slot);
+                    return Ok(());
+                }
+                if ops.cancelled {
+                    return Ok(());
+                }
+                self.ops(slot).cancelled = true;
+                // Cancels by user_data (a hashed lookup in the kernel; a
+                // cancel by fd scans every pending request, which made
+                // shedding thousands of connections quadratic): the
+                // multishot recv or a connecting socket's poll, and a send
+                // in flight.
+                let armed = [
+                    (ops.recv, Op::Recv),
+                    (ops.recv, Op::Connect),
+                    (in_flight, Op::Send),
+                ];
+                for (_, op) in armed.into_iter().filter(|(armed, _)| *armed) {
+                    let e = opcode::AsyncCancel::new(UserData::conn(slot, generation, op))
+                        .build()
+                        .user_data(UserData::conn(slot, generation, Op::Cancel));
+                    push(&mut self.ring, &e)?;
+                }
+                Ok(())
+            }
+        }
     }
-    // Nothing in flight refers to the socket: dropping the slot closes it.
-    core.remove(slot);
-    Ok(())
+
+    fn on_tick(&mut self, _core: &mut Core<H>) -> io::Result<()> {
+        if self.accept_paused {
+            self.accept_paused = false;
+            self.arm_accept()?;
+        }
+        Ok(())
+    }
+
+    /// Teardown: the ring goes first (which cancels and reaps what is still
+    /// in flight), then every socket and send buffer, then the receive
+    /// buffers the ring pointed to.
+    fn close_all(self, core: &mut Core<H>) {
+        let UringBackend {
+            ring,
+            bufs,
+            wake_buf,
+            ..
+        } = self;
+        let _ = ring.submitter().unregister_buf_ring(BGID);
+        drop(ring);
+        for slot in core.live_slots() {
+            core.remove(slot);
+        }
+        drop(bufs);
+        drop(wake_buf);
+    }
 }
 
 #[cfg(test)]
