@@ -24,15 +24,16 @@ pub trait Handler: 'static {
     type Conn: 'static;
 
     /// Decides on an upgrade request: return the connection's state to
-    /// accept (optionally picking a subprotocol through `up`), or a
-    /// [`Reject`] with the HTTP status to answer. The default rejects with
-    /// 404 (a handler used only for client connections needs no routes).
+    /// accept (optionally picking a subprotocol or adding headers through
+    /// `res`, the 101 response), or a [`Reject`] with the HTTP status to
+    /// answer. The default rejects with 404 (a handler used only for client
+    /// connections needs no routes).
     fn on_upgrade(
         &mut self,
         req: &UpgradeRequest<'_>,
-        up: &mut Upgrade,
+        res: &mut UpgradeResponse,
     ) -> Result<Self::Conn, Reject> {
-        let _ = up;
+        let _ = res;
         Err(Reject::new(
             404,
             format!("no WebSocket route {}\n", req.path()),
@@ -97,14 +98,21 @@ pub trait Handler: 'static {
     }
 }
 
-/// Choices the handler makes while accepting an upgrade.
+/// The answer to an [`UpgradeRequest`]: the choices a handler makes in
+/// [`Handler::on_upgrade`] while accepting it (the subprotocol, extra
+/// headers), which go into the 101 response.
 #[derive(Debug, Default)]
-pub struct Upgrade {
+pub struct UpgradeResponse {
     pub(crate) protocol: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
 }
 
-impl Upgrade {
+/// The pre-#13 name, for the reactor's own use only (not exported): the
+/// reactor files are being rewritten concurrently; switch them to
+/// `UpgradeResponse` and delete this alias then.
+pub(crate) type Upgrade = UpgradeResponse;
+
+impl UpgradeResponse {
     /// Selects one of the client's offered subprotocols.
     pub fn protocol(&mut self, p: &str) {
         self.protocol = Some(p.to_owned());

@@ -7,12 +7,16 @@
 //! [`Handler::on_http`].
 //!
 //! ```no_run
-//! use ringwire::{Handler, Message, Reject, Server, Upgrade, UpgradeRequest, WebSocket};
+//! use ringwire::{Handler, Message, Reject, Server, UpgradeRequest, UpgradeResponse, WebSocket};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
 //!     type Conn = ();
-//!     fn on_upgrade(&mut self, _req: &UpgradeRequest<'_>, _up: &mut Upgrade) -> Result<(), Reject> {
+//!     fn on_upgrade(
+//!         &mut self,
+//!         _req: &UpgradeRequest<'_>,
+//!         _res: &mut UpgradeResponse,
+//!     ) -> Result<(), Reject> {
 //!         Ok(())
 //!     }
 //!     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
@@ -45,7 +49,7 @@ pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
 pub use deflate::PermessageDeflate;
 pub use handle::{ConnHandle, ConnId, ServerHandle, SharedMessage, StatsSnapshot};
-pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
+pub use handler::{Handler, HttpResponse, Reject, SendStatus, UpgradeResponse, WebSocket};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 pub use ringwire::{self, Backend, CloseCode, Handler, Message, Reject, Server, ServerBuilder};
-use ringwire::{ServerHandle, Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{ServerHandle, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_parser::handshake::{ClientHandshake, ClientRequest};
 pub use ringwire_parser::{self as parser, OpCode};
 use ringwire_parser::{Decoder, DecoderConfig, Encoder, Event, Role};
@@ -84,7 +84,11 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {

@@ -186,7 +186,7 @@ fn bad_status(backend: Backend) {
         fn on_upgrade(
             &mut self,
             _: &ringwire::UpgradeRequest<'_>,
-            _: &mut ringwire::Upgrade,
+            _: &mut ringwire::UpgradeResponse,
         ) -> Result<(), Reject> {
             Err(Reject::new(403, "go away"))
         }
@@ -273,10 +273,10 @@ fn subprotocol_and_bad_url(backend: Backend) {
         fn on_upgrade(
             &mut self,
             req: &ringwire::UpgradeRequest<'_>,
-            up: &mut ringwire::Upgrade,
+            res: &mut ringwire::UpgradeResponse,
         ) -> Result<(), Reject> {
             if req.protocols().any(|p| p == "chat.v2") {
-                up.protocol("chat.v2");
+                res.protocol("chat.v2");
             }
             Ok(())
         }

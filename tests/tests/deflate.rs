@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ringwire::{
-    ConnectError, ConnectOptions, DeflateConfig, DeflateParams, PermessageDeflate, Upgrade,
-    UpgradeRequest, WebSocket,
+    ConnectError, ConnectOptions, DeflateConfig, DeflateParams, PermessageDeflate, UpgradeRequest,
+    UpgradeResponse, WebSocket,
 };
 use ringwire_parser::deflate::Compressor;
 use ringwire_tests::*;
@@ -47,7 +47,11 @@ struct DeflateEcho {
 
 impl Handler for DeflateEcho {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_open(&mut self, ws: &mut WebSocket<'_, ()>) {
