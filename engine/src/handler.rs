@@ -14,13 +14,16 @@ use crate::handle::ConnHandle;
 use crate::reactor::{Ctx, Timer};
 
 /// Application callbacks. One handler instance per reactor thread (created
-/// there by the factory given to [`crate::ServerBuilder::start`]), so a
-/// handler needs no locks for its own state; `Conn` is per-connection state.
+/// there by the factory given to [`crate::ServerBuilder::start`] or
+/// [`crate::ClientBuilder::start`]), so a handler needs no locks for its own
+/// state; `Conn` is per-connection state (it also types the engine's handle:
+/// [`crate::ServerHandle`]`<Conn>`, [`crate::ClientHandle`]`<Conn>`).
 ///
 /// A panic inside any callback closes that connection with 1011 (or answers
 /// 500 during the handshake); the reactor and other connections carry on.
 pub trait Handler: 'static {
-    /// Per-connection user state, created by `on_upgrade`.
+    /// Per-connection user state, created by `on_upgrade` (accepted
+    /// connections) or given to `connect` (client connections).
     type Conn: 'static;
 
     /// Decides on an upgrade request: return the connection's state to
@@ -40,8 +43,9 @@ pub trait Handler: 'static {
         ))
     }
 
-    /// A client connection (see [`crate::ServerHandle::connect`]) failed
-    /// before it opened; `state` is the one given to `connect`.
+    /// A client connection (see [`crate::ClientHandle::connect`] and
+    /// [`crate::ServerHandle::connect`]) failed before it opened; `state` is
+    /// the one given to `connect`.
     fn on_connect_error(&mut self, state: Self::Conn, err: &ConnectError) {
         let _ = (state, err);
     }

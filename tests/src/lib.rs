@@ -13,8 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-pub use ringwire::{self, Backend, CloseCode, Handler, Message, Reject, Server, ServerBuilder};
-use ringwire::{ServerHandle, UpgradeRequest, UpgradeResponse, WebSocket};
+pub use ringwire::{
+    self, Backend, Client, ClientBuilder, ClientHandle, CloseCode, Handler, Message, Reject,
+    Server, ServerBuilder, ServerHandle,
+};
+use ringwire::{UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_parser::handshake::{ClientHandshake, ClientRequest};
 pub use ringwire_parser::{self as parser, OpCode};
 use ringwire_parser::{Decoder, DecoderConfig, Encoder, Event, Role};
@@ -66,7 +69,7 @@ pub fn builder(backend: Backend) -> ServerBuilder {
 }
 
 /// Starts `builder` with `factory`.
-pub fn start<H, F>(builder: ServerBuilder, factory: F) -> ServerHandle
+pub fn start<H, F>(builder: ServerBuilder, factory: F) -> ServerHandle<H::Conn>
 where
     H: Handler,
     F: Fn(usize) -> H + Send + Sync + 'static,
@@ -75,7 +78,7 @@ where
 }
 
 /// Shuts a server down with a short grace period.
-pub fn stop(server: ServerHandle) {
+pub fn stop<C>(server: ServerHandle<C>) {
     server.shutdown(Duration::from_secs(1));
 }
 

@@ -63,7 +63,7 @@ impl Handler for Dialer {
     }
 }
 
-fn client(backend: Backend) -> (ringwire::ServerHandle, Recorder<(usize, Seen)>) {
+fn client(backend: Backend) -> (ServerHandle<Script>, Recorder<(usize, Seen)>) {
     let seen = Recorder::new();
     let s = seen.clone();
     let handle = start(

@@ -130,7 +130,7 @@ impl Handler for Faulty {
 }
 
 struct Started {
-    server: ringwire::ServerHandle,
+    server: ServerHandle<State>,
     rec: Recorder<Ev>,
     handles: Recorder<(Route, ConnHandle)>,
 }
