@@ -68,6 +68,15 @@ pub fn builder(backend: Backend) -> ServerBuilder {
         .close_timeout(Duration::from_millis(300))
 }
 
+/// A client-only engine with `backend`, two reactors (so dials spread
+/// over threads) and a short close timer.
+pub fn client_builder(backend: Backend) -> ClientBuilder {
+    Client::builder()
+        .backend(backend)
+        .reactors(2)
+        .close_timeout(Duration::from_millis(300))
+}
+
 /// Starts `builder` with `factory`.
 pub fn start<H, F>(builder: ServerBuilder, factory: F) -> ServerHandle<H::Conn>
 where
