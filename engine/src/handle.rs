@@ -2,7 +2,6 @@
 //! thread), [`ServerHandle`] and [`ClientHandle`] (dial, stats, shutdown;
 //! one private `Engine` inside both), and the per-reactor mailbox they use.
 
-use std::marker::PhantomData;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -644,7 +643,7 @@ pub struct ServerHandle<C = ()> {
     pub(crate) engine: Engine,
     /// The handler's `Conn` (only taken, never held: the handle is `Send`
     /// and `Sync` whatever `C` is).
-    pub(crate) conn: PhantomData<fn(C)>,
+    pub(crate) conn: std::marker::PhantomData<fn(C)>,
 }
 
 impl<C> std::fmt::Debug for ServerHandle<C> {
@@ -714,7 +713,7 @@ impl<C> ServerHandle<C> {
 pub struct ClientHandle<C = ()> {
     pub(crate) engine: Engine,
     /// As in [`ServerHandle`].
-    pub(crate) conn: PhantomData<fn(C)>,
+    pub(crate) conn: std::marker::PhantomData<fn(C)>,
 }
 
 impl<C> std::fmt::Debug for ClientHandle<C> {
