@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use ringwire::{
     Backend, ConnHandle, ConnId, Handler, HttpRequest, HttpResponse, Message, Reject, Server,
-    SharedMessage, Upgrade, UpgradeRequest, WebSocket,
+    SharedMessage, UpgradeRequest, UpgradeResponse, WebSocket,
 };
 
 #[derive(Args, Debug)]
@@ -152,7 +152,11 @@ struct Demo {
 impl Handler for Demo {
     type Conn = Route;
 
-    fn on_upgrade(&mut self, req: &UpgradeRequest<'_>, _up: &mut Upgrade) -> Result<Route, Reject> {
+    fn on_upgrade(
+        &mut self,
+        req: &UpgradeRequest<'_>,
+        _res: &mut UpgradeResponse,
+    ) -> Result<Route, Reject> {
         match req.path() {
             "/echo" => Ok(Route::Echo),
             "/chat" => Ok(Route::Chat),

@@ -163,8 +163,8 @@ pub enum ConnectError {
     /// The TLS handshake failed (certificate not trusted or not valid for
     /// the host, plaintext server, …), with the reason.
     Tls(String),
-    /// The engine is shutting down, or the state type did not match the
-    /// handler's `Conn` type.
+    /// The engine is shutting down or has stopped, or the reactor has no
+    /// slot left.
     Engine(String),
 }
 

@@ -1,4 +1,5 @@
-//! Server configuration: limits, timers, backpressure, backend choice.
+//! Engine configuration (servers and client engines): limits, timers,
+//! backpressure, backend choice.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,8 +52,9 @@ pub enum OverflowPolicy {
 }
 
 /// Everything the engine can be told. Build with [`crate::ServerBuilder`]
-/// (every field has a setter there); read it back with
-/// [`crate::ServerBuilder::config`].
+/// (every field has a setter there) or [`crate::ClientBuilder`] (the
+/// fields that apply to a client engine); read it back with
+/// [`crate::ServerBuilder::config`] / [`crate::ClientBuilder::config`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -69,9 +71,11 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest frame; 1009 above it. Default 16 MiB.
     pub max_frame_size: usize,
-    /// Largest HTTP header block; 431 above it. Default 16 KiB.
+    /// Largest HTTP header block; 431 above it (a client connection: the
+    /// 101 response's, a handshake error above it). Default 16 KiB.
     pub max_header_bytes: usize,
     /// Time allowed from accept to a complete upgrade request. Default 10 s.
+    /// (Server only: a client connection has `ConnectOptions::timeout`.)
     pub handshake_timeout: Duration,
     /// Time allowed for the peer's close frame after ours. Default 5 s.
     pub close_timeout: Duration,
@@ -84,9 +88,10 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// How long a ping may go unanswered before the connection is closed.
     pub ping_timeout: Duration,
-    /// Most connections over all reactors; 503 above it.
+    /// Most connections over all reactors; 503 above it (checked when
+    /// accepting: server only).
     pub max_connections: usize,
-    /// Most connections per reactor; 503 above it.
+    /// Most connections per reactor; 503 above it (server only).
     pub max_connections_per_reactor: usize,
     /// Send queue size above which sends report [`crate::SendStatus::Backpressure`].
     pub high_watermark: usize,

@@ -14,33 +14,38 @@ use crate::handle::ConnHandle;
 use crate::reactor::{Ctx, Timer};
 
 /// Application callbacks. One handler instance per reactor thread (created
-/// there by the factory given to [`crate::ServerBuilder::start`]), so a
-/// handler needs no locks for its own state; `Conn` is per-connection state.
+/// there by the factory given to [`crate::ServerBuilder::start`] or
+/// [`crate::ClientBuilder::start`]), so a handler needs no locks for its own
+/// state; `Conn` is per-connection state (it also types the engine's handle:
+/// [`crate::ServerHandle`]`<Conn>`, [`crate::ClientHandle`]`<Conn>`).
 ///
 /// A panic inside any callback closes that connection with 1011 (or answers
 /// 500 during the handshake); the reactor and other connections carry on.
 pub trait Handler: 'static {
-    /// Per-connection user state, created by `on_upgrade`.
+    /// Per-connection user state, created by `on_upgrade` (accepted
+    /// connections) or given to `connect` (client connections).
     type Conn: 'static;
 
     /// Decides on an upgrade request: return the connection's state to
-    /// accept (optionally picking a subprotocol through `up`), or a
-    /// [`Reject`] with the HTTP status to answer. The default rejects with
-    /// 404 (a handler used only for client connections needs no routes).
+    /// accept (optionally picking a subprotocol or adding headers through
+    /// `res`, the 101 response), or a [`Reject`] with the HTTP status to
+    /// answer. The default rejects with 404 (a handler used only for client
+    /// connections needs no routes).
     fn on_upgrade(
         &mut self,
         req: &UpgradeRequest<'_>,
-        up: &mut Upgrade,
+        res: &mut UpgradeResponse,
     ) -> Result<Self::Conn, Reject> {
-        let _ = up;
+        let _ = res;
         Err(Reject::new(
             404,
             format!("no WebSocket route {}\n", req.path()),
         ))
     }
 
-    /// A client connection (see [`crate::ServerHandle::connect`]) failed
-    /// before it opened; `state` is the one given to `connect`.
+    /// A client connection (see [`crate::ClientHandle::connect`] and
+    /// [`crate::ServerHandle::connect`]) failed before it opened; `state` is
+    /// the one given to `connect`.
     fn on_connect_error(&mut self, state: Self::Conn, err: &ConnectError) {
         let _ = (state, err);
     }
@@ -97,14 +102,21 @@ pub trait Handler: 'static {
     }
 }
 
-/// Choices the handler makes while accepting an upgrade.
+/// The answer to an [`UpgradeRequest`]: the choices a handler makes in
+/// [`Handler::on_upgrade`] while accepting it (the subprotocol, extra
+/// headers), which go into the 101 response.
 #[derive(Debug, Default)]
-pub struct Upgrade {
+pub struct UpgradeResponse {
     pub(crate) protocol: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
 }
 
-impl Upgrade {
+/// The pre-#13 name, for the reactor's own use only (not exported): the
+/// reactor files are being rewritten concurrently; switch them to
+/// `UpgradeResponse` and delete this alias then.
+pub(crate) type Upgrade = UpgradeResponse;
+
+impl UpgradeResponse {
     /// Selects one of the client's offered subprotocols.
     pub fn protocol(&mut self, p: &str) {
         self.protocol = Some(p.to_owned());

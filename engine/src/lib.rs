@@ -6,13 +6,29 @@
 //! [`Handler`]'s callbacks. Plain HTTP requests on the same port go to
 //! [`Handler::on_http`].
 //!
+//! Two engines, one handler API:
+//!
+//! - [`Server::builder()`] → [`ServerBuilder`] → `start(factory)` →
+//!   [`ServerHandle`]: listens, accepts and upgrades; may dial out too.
+//! - [`Client::builder()`] → [`ClientBuilder`] → `start(factory)` →
+//!   [`ClientHandle`]: reactors without a listener, for dialing out.
+//!
+//! Both handles are typed by the handler's [`Handler::Conn`]:
+//! `connect(url, options, state)` takes that type (a mismatch does not
+//! compile), and dropping a handle shuts its engine down (1001 to every
+//! connection).
+//!
 //! ```no_run
-//! use ringwire::{Handler, Message, Reject, Server, Upgrade, UpgradeRequest, WebSocket};
+//! use ringwire::{Handler, Message, Reject, Server, UpgradeRequest, UpgradeResponse, WebSocket};
 //!
 //! struct Echo;
 //! impl Handler for Echo {
 //!     type Conn = ();
-//!     fn on_upgrade(&mut self, _req: &UpgradeRequest<'_>, _up: &mut Upgrade) -> Result<(), Reject> {
+//!     fn on_upgrade(
+//!         &mut self,
+//!         _req: &UpgradeRequest<'_>,
+//!         _res: &mut UpgradeResponse,
+//!     ) -> Result<(), Reject> {
 //!         Ok(())
 //!     }
 //!     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
@@ -44,11 +60,11 @@ mod server;
 pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
 pub use deflate::PermessageDeflate;
-pub use handle::{ConnHandle, ConnId, ServerHandle, SharedMessage, StatsSnapshot};
-pub use handler::{Handler, HttpResponse, Reject, SendStatus, Upgrade, WebSocket};
+pub use handle::{ClientHandle, ConnHandle, ConnId, ServerHandle, SharedMessage, StatsSnapshot};
+pub use handler::{Handler, HttpResponse, Reject, SendStatus, UpgradeResponse, WebSocket};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
 pub use ringwire_tls as tls;
 pub use ringwire_tls::{ClientTls, ServerTls};
-pub use server::{Client, Server, ServerBuilder};
+pub use server::{Client, ClientBuilder, Server, ServerBuilder};

@@ -1,6 +1,8 @@
-//! Building and starting a server: listener, acceptor thread, reactors.
+//! Building and starting an engine: [`Server`] (listener, acceptor thread,
+//! reactors) and [`Client`] (reactors only), sharing one start-up path.
 
 use std::io;
+use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -8,36 +10,71 @@ use std::time::Duration;
 
 use crate::acceptor;
 use crate::config::{Backend, Config, OverflowPolicy};
-use crate::handle::{ReactorShared, ReactorStats, ServerHandle, Waker};
+use crate::handle::{ClientHandle, Engine, ReactorShared, ReactorStats, ServerHandle, Waker};
 use crate::handler::Handler;
 use crate::reactor::{Core, epoll, run, uring};
 
-/// Configures a [`Server`].
+/// Configures a server: `Server::builder()`.
+///
+/// A server listens ([`bind`](Self::bind), default `127.0.0.1:9001`),
+/// accepts and upgrades connections, and can dial out too
+/// ([`ServerHandle::connect`]). It has every setting of a
+/// [`ClientBuilder`] plus the listener's: [`bind`](Self::bind),
+/// [`reuse_port`](Self::reuse_port), [`tls`](Self::tls),
+/// [`permessage_deflate`](Self::permessage_deflate),
+/// [`handshake_timeout`](Self::handshake_timeout) and the connection limits.
 #[derive(Debug, Clone, Default)]
 pub struct ServerBuilder {
     cfg: Config,
 }
 
-/// Entry point: `Server::builder()`.
-pub struct Server;
+/// Configures a client-only engine: `Client::builder()`.
+///
+/// Reactors without a listener or acceptor, which dial with
+/// [`ClientHandle::connect`]. The settings a server has for accepted
+/// connections only (address, `SO_REUSEPORT`, server TLS, the server's
+/// permessage-deflate, handshake timeout, connection limits) are not here:
+/// a client connection takes its TLS, permessage-deflate and handshake
+/// timeout from its [`ConnectOptions`](crate::ConnectOptions). Asking a
+/// client engine to listen does not compile:
+///
+/// ```compile_fail
+/// let b = ringwire::Client::builder().bind("127.0.0.1:0".parse().unwrap());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    cfg: Config,
+}
 
-/// Entry point for a client-only engine: reactors without a listener;
-/// dial with [`ServerHandle::connect`].
-pub struct Client;
-
-impl Client {
-    /// A builder with the defaults in [`Config`] and no listener.
-    pub fn builder() -> ServerBuilder {
-        let mut b = ServerBuilder::default();
-        b.cfg.listen = None;
-        b
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            cfg: Config {
+                listen: None,
+                ..Config::default()
+            },
+        }
     }
 }
 
+/// Entry point for a server: `Server::builder()`.
+pub struct Server;
+
+/// Entry point for a client-only engine: `Client::builder()`.
+pub struct Client;
+
 impl Server {
-    /// A builder with the defaults in [`Config`].
+    /// A builder with the defaults in [`Config`], listening on
+    /// `127.0.0.1:9001` unless [`bind`](ServerBuilder::bind) says otherwise.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
+    }
+}
+
+impl Client {
+    /// A builder with the defaults in [`Config`] and no listener.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
     }
 }
 
@@ -51,6 +88,63 @@ macro_rules! setter {
     };
 }
 
+/// The settings both builders have (everything that applies to any
+/// connection), written once.
+macro_rules! shared_setters {
+    () => {
+        setter!(/// Reactor threads (default: one per core).
+            reactors: usize);
+        setter!(/// Pin reactor threads to cores.
+            pin_cores: bool);
+        setter!(/// I/O backend.
+            backend: Backend);
+        setter!(/// Largest message (1009 above).
+            max_message_size: usize);
+        setter!(/// Largest frame (1009 above).
+            max_frame_size: usize);
+        setter!(/// Largest HTTP header block: an upgrade request's (431 above), or
+            /// the 101 response a client connection reads.
+            max_header_bytes: usize);
+        setter!(/// Close handshake timeout.
+            close_timeout: Duration);
+        setter!(/// Idle timeout.
+            idle_timeout: Option<Duration>);
+        setter!(/// Auto-ping interval.
+            ping_interval: Option<Duration>);
+        setter!(/// Pong deadline for auto-ping.
+            ping_timeout: Duration);
+        setter!(/// Send queue high watermark.
+            high_watermark: usize);
+        setter!(/// Send queue low watermark.
+            low_watermark: usize);
+        setter!(/// Send queue hard cap.
+            max_buffered: usize);
+        setter!(/// Policy at the hard cap and when the output budget is exhausted.
+            overflow: OverflowPolicy);
+        setter!(/// Global output budget in bytes (all connections, all reactors).
+            max_output_bytes: usize);
+        setter!(/// Handle messages waiting per reactor mailbox.
+            mailbox_capacity: usize);
+        setter!(/// Handle payload bytes waiting per reactor mailbox.
+            mailbox_bytes: usize);
+        setter!(/// Return freed memory to the OS after output bursts (glibc).
+            trim_memory: bool);
+        setter!(/// `TCP_NOTSENT_LOWAT` for new connections, lifted for fast readers (`None`: never set).
+            tcp_notsent_lowat: Option<u32>);
+        setter!(/// Receive buffer size.
+            recv_buffer_size: usize);
+        setter!(/// Provided buffers per io_uring reactor (rounded up to a power of two).
+            recv_buffers: u16);
+        setter!(/// Entries in each io_uring submission queue.
+            ring_entries: u32);
+
+        /// The configuration so far.
+        pub fn config(&self) -> &Config {
+            &self.cfg
+        }
+    };
+}
+
 impl ServerBuilder {
     /// Address to listen on (`"127.0.0.1:9001"`; port 0 picks one).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
@@ -58,61 +152,22 @@ impl ServerBuilder {
         self
     }
 
-    setter!(/// Reactor threads (default: one per core).
-        reactors: usize);
-    setter!(/// Pin reactor threads to cores.
-        pin_cores: bool);
-    setter!(/// I/O backend.
-        backend: Backend);
-    setter!(/// Largest message (1009 above).
-        max_message_size: usize);
-    setter!(/// Largest frame (1009 above).
-        max_frame_size: usize);
-    setter!(/// Largest request header block (431 above).
-        max_header_bytes: usize);
-    setter!(/// Handshake timeout.
+    shared_setters!();
+
+    setter!(/// Time allowed from accept to a complete upgrade request (a
+        /// client connection has [`ConnectOptions::timeout`](crate::ConnectOptions::timeout)).
         handshake_timeout: Duration);
-    setter!(/// Close handshake timeout.
-        close_timeout: Duration);
-    setter!(/// Idle timeout.
-        idle_timeout: Option<Duration>);
-    setter!(/// Auto-ping interval.
-        ping_interval: Option<Duration>);
-    setter!(/// Pong deadline for auto-ping.
-        ping_timeout: Duration);
     setter!(/// Connection limit over all reactors (503 above).
         max_connections: usize);
     setter!(/// Connection limit per reactor (503 above).
         max_connections_per_reactor: usize);
-    setter!(/// Send queue high watermark.
-        high_watermark: usize);
-    setter!(/// Send queue low watermark.
-        low_watermark: usize);
-    setter!(/// Send queue hard cap.
-        max_buffered: usize);
-    setter!(/// Policy at the hard cap and when the output budget is exhausted.
-        overflow: OverflowPolicy);
-    setter!(/// Global output budget in bytes (all connections, all reactors).
-        max_output_bytes: usize);
-    setter!(/// Handle messages waiting per reactor mailbox.
-        mailbox_capacity: usize);
-    setter!(/// Handle payload bytes waiting per reactor mailbox.
-        mailbox_bytes: usize);
-    setter!(/// Return freed memory to the OS after output bursts (glibc).
-        trim_memory: bool);
-    setter!(/// `TCP_NOTSENT_LOWAT` for new connections, lifted for fast readers (`None`: never set).
-        tcp_notsent_lowat: Option<u32>);
-    setter!(/// Receive buffer size.
-        recv_buffer_size: usize);
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
         reuse_port: bool);
-    setter!(/// Provided buffers per io_uring reactor (rounded up to a power of two).
-        recv_buffers: u16);
-    setter!(/// Entries in each io_uring submission queue.
-        ring_entries: u32);
 
     /// Negotiate permessage-deflate with clients that offer it (browsers
     /// do): see [`crate::PermessageDeflate`] for the memory/CPU choices.
+    /// (A client connection offers it through
+    /// [`ConnectOptions::deflate`](crate::ConnectOptions::deflate).)
     pub fn permessage_deflate(mut self, d: crate::PermessageDeflate) -> Self {
         self.cfg.deflate = Some(d);
         self
@@ -126,20 +181,53 @@ impl ServerBuilder {
         self
     }
 
-    /// The configuration so far.
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     /// Binds the listener and starts the acceptor and reactor threads.
     /// `factory(reactor_index)` creates each reactor's handler, on that
-    /// reactor's thread.
-    pub fn start<H, F>(self, factory: F) -> io::Result<ServerHandle>
+    /// reactor's thread. The handle is typed by the handler's `Conn`
+    /// (the state [`ServerHandle::connect`] takes).
+    pub fn start<H, F>(self, factory: F) -> io::Result<ServerHandle<H::Conn>>
     where
         H: Handler,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
-        let cfg = self.cfg;
+        let (engine, local_addr) = Engine::start(self.cfg, factory)?;
+        Ok(ServerHandle {
+            local_addr,
+            engine,
+            conn: PhantomData,
+        })
+    }
+}
+
+impl ClientBuilder {
+    shared_setters!();
+
+    /// Starts the reactor threads (no listener, no acceptor).
+    /// `factory(reactor_index)` creates each reactor's handler, on that
+    /// reactor's thread. The handle is typed by the handler's `Conn`
+    /// (the state [`ClientHandle::connect`] takes).
+    pub fn start<H, F>(self, factory: F) -> io::Result<ClientHandle<H::Conn>>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        let (engine, _) = Engine::start(self.cfg, factory)?;
+        Ok(ClientHandle {
+            engine,
+            conn: PhantomData,
+        })
+    }
+}
+
+impl Engine {
+    /// Starts an engine: listeners and acceptor when `cfg.listen` is set, and
+    /// the reactor threads. Returns the engine and the listening address
+    /// (`0.0.0.0:0` without a listener).
+    pub(crate) fn start<H, F>(cfg: Config, factory: F) -> io::Result<(Engine, SocketAddr)>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
         let backend = choose_backend(cfg.backend)?;
         let n = cfg.reactors.max(1);
         // One listener for the acceptor thread, or (reuse_port) one per
@@ -243,8 +331,7 @@ impl ServerBuilder {
             None => None,
         };
 
-        Ok(ServerHandle {
-            local_addr,
+        let engine = Engine {
             reactors,
             threads,
             acceptor,
@@ -252,7 +339,8 @@ impl ServerBuilder {
             stopping,
             backend,
             next_dial: AtomicUsize::new(0),
-        })
+        };
+        Ok((engine, local_addr))
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::Error;
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
-use ringwire::{Client, ConnHandle, ConnectOptions, Handler, ServerHandle, WsUrl};
+use ringwire::{Client, ClientHandle, ConnHandle, ConnectOptions, Handler, WsUrl};
 
 use crate::Options;
 use crate::report::Report;
@@ -141,7 +141,7 @@ impl Shared {
 }
 
 /// Starts a client-only engine with one reactor per thread.
-pub fn engine<H, F>(opts: &Options, factory: F) -> Result<ServerHandle, Error>
+pub fn engine<H, F>(opts: &Options, factory: F) -> Result<ClientHandle<H::Conn>, Error>
 where
     H: Handler,
     F: Fn(usize) -> H + Send + Sync + 'static,

@@ -13,8 +13,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-pub use ringwire::{self, Backend, CloseCode, Handler, Message, Reject, Server, ServerBuilder};
-use ringwire::{ServerHandle, Upgrade, UpgradeRequest, WebSocket};
+pub use ringwire::{
+    self, Backend, Client, ClientBuilder, ClientHandle, CloseCode, Handler, Message, Reject,
+    Server, ServerBuilder, ServerHandle,
+};
+use ringwire::{UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_parser::handshake::{ClientHandshake, ClientRequest};
 pub use ringwire_parser::{self as parser, OpCode};
 use ringwire_parser::{Decoder, DecoderConfig, Encoder, Event, Role};
@@ -65,8 +68,17 @@ pub fn builder(backend: Backend) -> ServerBuilder {
         .close_timeout(Duration::from_millis(300))
 }
 
+/// A client-only engine with `backend`, two reactors (so dials spread
+/// over threads) and a short close timer.
+pub fn client_builder(backend: Backend) -> ClientBuilder {
+    Client::builder()
+        .backend(backend)
+        .reactors(2)
+        .close_timeout(Duration::from_millis(300))
+}
+
 /// Starts `builder` with `factory`.
-pub fn start<H, F>(builder: ServerBuilder, factory: F) -> ServerHandle
+pub fn start<H, F>(builder: ServerBuilder, factory: F) -> ServerHandle<H::Conn>
 where
     H: Handler,
     F: Fn(usize) -> H + Send + Sync + 'static,
@@ -75,7 +87,7 @@ where
 }
 
 /// Shuts a server down with a short grace period.
-pub fn stop(server: ServerHandle) {
+pub fn stop<C>(server: ServerHandle<C>) {
     server.shutdown(Duration::from_secs(1));
 }
 
@@ -84,7 +96,11 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {

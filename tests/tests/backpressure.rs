@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ringwire::{OverflowPolicy, SendStatus, Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{OverflowPolicy, SendStatus, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::tungstenite::Message as WsMessage;
 use ringwire_tests::*;
 
@@ -32,7 +32,11 @@ struct Flood {
 
 impl Handler for Flood {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {

@@ -1,7 +1,8 @@
 //! The engine's client side: dialing from the reactors, the client
 //! handshake, masked frames, the same callbacks, and `on_connect_error`
 //! with a clear reason. Run against ringwire's own server and against a
-//! tokio-tungstenite echo server.
+//! tokio-tungstenite echo server, from a server's handle (a server may
+//! dial) and from a client-only engine (`Client::builder()`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -63,7 +64,7 @@ impl Handler for Dialer {
     }
 }
 
-fn client(backend: Backend) -> (ringwire::ServerHandle, Recorder<(usize, Seen)>) {
+fn client(backend: Backend) -> (ServerHandle<Script>, Recorder<(usize, Seen)>) {
     let seen = Recorder::new();
     let s = seen.clone();
     let handle = start(
@@ -134,6 +135,56 @@ fn echo_against_ringwire(backend: Backend) {
     stop(server);
 }
 
+/// A client-only engine (`Client::builder()`, no listener) dials a
+/// server: echo and close, then a connection left open is closed with
+/// 1001 when the `ClientHandle` is dropped (its documented Drop).
+fn client_engine_dials_a_server(backend: Backend) {
+    let server = start(builder(backend), |_| Echo);
+    let seen = Recorder::new();
+    let s = seen.clone();
+    let cl: ClientHandle<Script> = client_builder(backend)
+        .start(move |_| Dialer { seen: s.clone() })
+        .expect("client engine starts");
+    let url = format!("ws://{}/echo", server.local_addr());
+    let big = pattern(100_000, 5);
+    cl.connect(
+        &url,
+        ConnectOptions::default(),
+        script(1, vec![(true, "hi".into()), (false, big.clone())]),
+    )
+    .unwrap();
+    let ev = events_of(&seen, 1, finished);
+    assert_eq!(
+        ev,
+        vec![
+            Seen::Open(None),
+            Seen::Msg(true, "hi".into()),
+            Seen::Msg(false, big),
+            Seen::Closed(1000)
+        ]
+    );
+    // Expects more than it sends: stays open until the engine goes.
+    let stay = Script {
+        expect: usize::MAX,
+        ..script(2, vec![(true, "stay".into())])
+    };
+    cl.connect(&url, ConnectOptions::default(), stay).unwrap();
+    seen.wait_for("connection 2's echo", |v| {
+        v.contains(&(2, Seen::Msg(true, "stay".into())))
+    });
+    drop(cl);
+    let ev: Vec<Seen> = seen
+        .wait_for("connection 2 closed", |v| {
+            v.iter().any(|(i, s)| *i == 2 && finished(s))
+        })
+        .into_iter()
+        .filter(|(i, _)| *i == 2)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(ev.last(), Some(&Seen::Closed(1001)), "{ev:?}");
+    stop(server);
+}
+
 fn many_clients(backend: Backend) {
     let server = start(builder(backend), |_| Echo);
     let (cl, seen) = client(backend);
@@ -186,7 +237,7 @@ fn bad_status(backend: Backend) {
         fn on_upgrade(
             &mut self,
             _: &ringwire::UpgradeRequest<'_>,
-            _: &mut ringwire::Upgrade,
+            _: &mut ringwire::UpgradeResponse,
         ) -> Result<(), Reject> {
             Err(Reject::new(403, "go away"))
         }
@@ -273,10 +324,10 @@ fn subprotocol_and_bad_url(backend: Backend) {
         fn on_upgrade(
             &mut self,
             req: &ringwire::UpgradeRequest<'_>,
-            up: &mut ringwire::Upgrade,
+            res: &mut ringwire::UpgradeResponse,
         ) -> Result<(), Reject> {
             if req.protocols().any(|p| p == "chat.v2") {
-                up.protocol("chat.v2");
+                res.protocol("chat.v2");
             }
             Ok(())
         }
@@ -343,6 +394,7 @@ fn echo_against_tungstenite(backend: Backend) {
 
 backend_tests! {
     echo_against_ringwire: echo_against_ringwire_epoll, echo_against_ringwire_uring;
+    client_engine_dials_a_server: client_engine_dials_a_server_epoll, client_engine_dials_a_server_uring;
     many_clients: many_clients_epoll, many_clients_uring;
     refused: refused_epoll, refused_uring;
     bad_status: bad_status_epoll, bad_status_uring;

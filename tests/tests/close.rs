@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ringwire::{SendStatus, Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{SendStatus, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::tungstenite::Message as WsMessage;
 use ringwire_tests::*;
 
@@ -18,7 +18,11 @@ struct Closer {
 
 impl Handler for Closer {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ringwire::{
-    ConnectError, ConnectOptions, DeflateConfig, DeflateParams, PermessageDeflate, Upgrade,
-    UpgradeRequest, WebSocket,
+    ConnectError, ConnectOptions, DeflateConfig, DeflateParams, PermessageDeflate, UpgradeRequest,
+    UpgradeResponse, WebSocket,
 };
 use ringwire_parser::deflate::Compressor;
 use ringwire_tests::*;
@@ -47,7 +47,11 @@ struct DeflateEcho {
 
 impl Handler for DeflateEcho {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_open(&mut self, ws: &mut WebSocket<'_, ()>) {
@@ -135,6 +139,9 @@ enum Seen {
     Failed(String),
 }
 
+/// A client connection's state: the messages (text?, bytes) still to send.
+type Outbox = Vec<(bool, Vec<u8>)>;
+
 /// Client handler: sends its messages on open, records the echoes, closes
 /// after the last.
 struct Sender {
@@ -142,7 +149,7 @@ struct Sender {
 }
 
 impl Handler for Sender {
-    type Conn = Vec<(bool, Vec<u8>)>;
+    type Conn = Outbox;
     fn on_open(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {
         self.seen.push(Seen::Open(ws.deflate()));
         for (text, m) in ws.state().clone() {
@@ -171,7 +178,7 @@ impl Handler for Sender {
 }
 
 /// A client-only engine running [`Sender`], and what it records.
-fn sender_engine(backend: Backend) -> (ringwire::ServerHandle, Recorder<Seen>) {
+fn sender_engine(backend: Backend) -> (ClientHandle<Outbox>, Recorder<Seen>) {
     let seen = Recorder::new();
     let s = seen.clone();
     let engine = ringwire::Client::builder()

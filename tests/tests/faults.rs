@@ -10,7 +10,7 @@ use std::net::Shutdown;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringwire::{ConnHandle, SendStatus, SharedMessage, Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{ConnHandle, SendStatus, SharedMessage, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,11 @@ struct State {
 impl Handler for Faulty {
     type Conn = State;
 
-    fn on_upgrade(&mut self, req: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<State, Reject> {
+    fn on_upgrade(
+        &mut self,
+        req: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<State, Reject> {
         let route = match req.path() {
             "/flood" => Route::Flood,
             "/room" => Route::Room,
@@ -126,7 +130,7 @@ impl Handler for Faulty {
 }
 
 struct Started {
-    server: ringwire::ServerHandle,
+    server: ServerHandle<State>,
     rec: Recorder<Ev>,
     handles: Recorder<(Route, ConnHandle)>,
 }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use ringwire::{HttpRequest, HttpResponse as Res, Upgrade, UpgradeRequest};
+use ringwire::{HttpRequest, HttpResponse as Res, UpgradeRequest, UpgradeResponse};
 use ringwire_tests::*;
 
 /// Accepts upgrades except on `/forbidden` (403); answers plain GET
@@ -15,7 +15,11 @@ struct Gate;
 
 impl Handler for Gate {
     type Conn = ();
-    fn on_upgrade(&mut self, req: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        req: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         if req.path() == "/forbidden" {
             return Err(Reject::new(403, "go away\n"));
         }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use ringwire::{ConnHandle, Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{ConnHandle, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::tungstenite::Message as WsMessage;
 use ringwire_tests::*;
 
@@ -78,7 +78,11 @@ struct Handles(Recorder<ConnHandle>);
 
 impl Handler for Handles {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_open(&mut self, ws: &mut WebSocket<'_, ()>) {

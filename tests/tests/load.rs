@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ringwire::{Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_loadgen::{Mode, Options, Report};
 use ringwire_tests::*;
 
@@ -75,7 +75,11 @@ struct Corrupting {
 
 impl Handler for Corrupting {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
@@ -134,7 +138,11 @@ fn source_ips(backend: Backend) {
     }
     impl Handler for Peers {
         type Conn = ();
-        fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+        fn on_upgrade(
+            &mut self,
+            _: &UpgradeRequest<'_>,
+            _: &mut UpgradeResponse,
+        ) -> Result<(), Reject> {
             Ok(())
         }
         fn on_open(&mut self, ws: &mut WebSocket<'_, ()>) {

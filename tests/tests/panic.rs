@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ringwire::{Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::tungstenite::Message as WsMessage;
 use ringwire_tests::*;
 
@@ -14,7 +14,11 @@ struct Fragile(Recorder<u16>);
 
 impl Handler for Fragile {
     type Conn = ();
-    fn on_upgrade(&mut self, req: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        req: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         if req.path() == "/panic" {
             panic!("test: panic in on_upgrade");
         }

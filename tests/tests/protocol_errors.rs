@@ -2,7 +2,7 @@
 //! answer with the exact close code, then close TCP itself (read returns
 //! 0), and report the same code to `on_close`.
 
-use ringwire::{Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::*;
 
 /// Echoes and records `on_close` codes.
@@ -10,7 +10,11 @@ struct Rec(Recorder<u16>);
 
 impl Handler for Rec {
     type Conn = ();
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
     fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ringwire::{Handler, Message, Reject, Upgrade, UpgradeRequest, WebSocket};
+use ringwire::{Handler, Message, Reject, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_parser::OpCode;
 use ringwire_tests::*;
 
@@ -80,7 +80,11 @@ struct Timers {
 
 impl Handler for Timers {
     type Conn = Instant;
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<Instant, Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<Instant, Reject> {
         Ok(Instant::now())
     }
     fn on_open(&mut self, ws: &mut WebSocket<'_, Instant>) {

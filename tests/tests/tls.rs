@@ -156,7 +156,7 @@ impl Handler for Dialer {
     }
 }
 
-fn dialer(backend: Backend) -> (ringwire::ServerHandle, Recorder<Seen>) {
+fn dialer(backend: Backend) -> (ClientHandle<Vec<Vec<u8>>>, Recorder<Seen>) {
     let seen = Recorder::new();
     let s = seen.clone();
     let engine = ringwire::Client::builder()
