@@ -111,11 +111,6 @@ pub struct UpgradeResponse {
     pub(crate) headers: Vec<(String, String)>,
 }
 
-/// The pre-#13 name, for the reactor's own use only (not exported): the
-/// reactor files are being rewritten concurrently; switch them to
-/// `UpgradeResponse` and delete this alias then.
-pub(crate) type Upgrade = UpgradeResponse;
-
 impl UpgradeResponse {
     /// Selects one of the client's offered subprotocols.
     pub fn protocol(&mut self, p: &str) {

@@ -256,7 +256,7 @@ impl<H: Handler> Core<H> {
                 Outcome::Respond(out)
             }
             Ok(Some((Request::Upgrade(req), consumed))) => {
-                let mut upgrade = Upgrade::default();
+                let mut upgrade = UpgradeResponse::default();
                 let handler = &mut self.handler;
                 match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&req, &mut upgrade))) {
                     Ok(Ok(state)) => {

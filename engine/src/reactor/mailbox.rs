@@ -26,9 +26,9 @@ impl<H: Handler> Core<H> {
                 }
                 Command::Connect(c) => match c.state.downcast::<H::Conn>() {
                     Ok(state) => self.connect(c.addr, c.url, c.opts, *state),
-                    Err(_) => tracing::error!(
-                        "connect: the state's type is not this handler's Conn type; dropped"
-                    ),
+                    // `ClientHandle<C>`/`ServerHandle<C>` take only the
+                    // handler's `Conn` type (checked at compile time).
+                    Err(_) => unreachable!("connect state of another type than Handler::Conn"),
                 },
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             }

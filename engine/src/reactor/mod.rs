@@ -67,7 +67,7 @@ use crate::conn::{CloseStep, Closing, Conn, ConnIo, Dial, Extras, State, Tls};
 use crate::deflate::{ConnDeflate, PermessageDeflate, SharedCodecs};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 
-use crate::handler::{Handler, HttpResponse, Upgrade, WebSocket};
+use crate::handler::{Handler, HttpResponse, UpgradeResponse, WebSocket};
 use ringwire_parser::deflate::{self as pmd, DeflateParams};
 
 struct Slot<C> {
@@ -167,7 +167,7 @@ impl<H: Handler> Core<H> {
     }
 
     /// The time, for every timer decision of the core: the real clock, or
-    /// the one a test set with [`Core::set_clock`].
+    /// the one a test set with `Core::set_clock`.
     #[inline]
     pub fn clock(&self) -> Instant {
         self.fake_clock.unwrap_or_else(Instant::now)

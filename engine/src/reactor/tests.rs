@@ -12,7 +12,7 @@ use ringwire_parser::{CloseCode, Encoder, OpCode};
 use super::*;
 use crate::config::Config;
 use crate::handle::{ReactorStats, Waker};
-use crate::handler::{Reject, SendStatus, Upgrade};
+use crate::handler::{Reject, SendStatus, UpgradeResponse};
 use ringwire_parser::handshake::UpgradeRequest;
 
 /// What the test handler saw.
@@ -32,7 +32,11 @@ struct TestHandler {
 impl Handler for TestHandler {
     type Conn = ();
 
-    fn on_upgrade(&mut self, _: &UpgradeRequest<'_>, _: &mut Upgrade) -> Result<(), Reject> {
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
         Ok(())
     }
 
