@@ -67,4 +67,17 @@ pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
 pub use ringwire_tls as tls;
 pub use ringwire_tls::{ClientTls, ServerTls};
+/// Entry points for the fuzz targets in `engine/fuzz` (feature
+/// `fuzzing`; not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Drives the reactor core through the fake backend with operations
+    /// decoded from `data`; panics when an invariant of the connection
+    /// state machine breaks.
+    pub fn core(data: &[u8]) {
+        crate::reactor::fuzz::run(data)
+    }
+}
+
 pub use server::{Client, ClientBuilder, Server, ServerBuilder};

@@ -35,10 +35,23 @@ impl<H: Handler> Core<H> {
                 Err(e) => Err(e),
             }
         })();
-        let sock = match sock {
-            Ok(s) => s,
-            Err(e) => return self.report_connect_error(state, e.into()),
-        };
+        match sock {
+            Ok(s) => self.dial(s.into(), addr, &url, opts, tls, state),
+            Err(e) => self.report_connect_error(state, e.into()),
+        }
+    }
+
+    /// Takes a socket whose connect is under way into the slab
+    /// (`Connecting`, with the request ready for when it completes).
+    pub(super) fn dial(
+        &mut self,
+        fd: OwnedFd,
+        addr: SocketAddr,
+        url: &WsUrl,
+        opts: ConnectOptions,
+        tls: Option<Box<Tls>>,
+        state: H::Conn,
+    ) {
         let host = url.host_header();
         let protocols: Vec<&str> = opts.protocols.iter().map(String::as_str).collect();
         let headers: Vec<(&str, &str)> = opts
@@ -63,7 +76,7 @@ impl<H: Handler> Core<H> {
             &mut request,
         );
         let deadline = self.ctx.now.plus(opts.timeout);
-        let Some(slot) = self.insert(sock.into(), addr, deadline) else {
+        let Some(slot) = self.insert(fd, addr, deadline) else {
             return self.report_connect_error(state, ConnectError::Engine("reactor full".into()));
         };
         let conn = self.conn_mut(slot).expect("just inserted");

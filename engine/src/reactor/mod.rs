@@ -30,6 +30,10 @@ mod run;
 mod timers;
 pub(crate) mod uring;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fake;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 #[cfg(test)]
 mod tests;
 
@@ -175,7 +179,7 @@ impl<H: Handler> Core<H> {
 
     /// Drives the core with a fake clock (tests: a fake backend advances
     /// time instead of sleeping).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn set_clock(&mut self, t: Instant) {
         self.fake_clock = Some(t);
     }
