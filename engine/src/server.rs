@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::acceptor;
 use crate::config::{Backend, Config, OverflowPolicy};
-use crate::handle::{ClientHandle, Engine, ReactorShared, ReactorStats, ServerHandle, Waker};
+use crate::engine::{ClientHandle, Engine, ServerHandle};
+use crate::handle::{ReactorShared, ReactorStats, Waker};
 use crate::handler::Handler;
 use crate::reactor::{Core, epoll, run, uring};
 

@@ -132,8 +132,7 @@ impl<H: Handler> Core<H> {
                 }
             }
         }
-        let failed = (!io.reading_frames())
-            .then(|| io.fail.unwrap_or((CloseCode::ABNORMAL, "connection lost")));
+        let failed = (!io.reading_frames()).then(|| io.end_report("connection lost"));
         if let Some((code, reason)) = peer_close {
             // The peer's close: the handler hears its code and reason.
             self.end(slot, code, &reason);

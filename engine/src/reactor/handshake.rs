@@ -8,13 +8,17 @@ use super::*;
 pub(super) enum Outcome<C> {
     Wait,
     Respond(Vec<u8>),
-    Upgrade {
-        out: Vec<u8>,
-        consumed: usize,
-        state: C,
-        protocol: Option<String>,
-        deflate: Option<DeflateParams>,
-    },
+    Upgrade(Accepted<C>),
+}
+
+/// An accepted upgrade: the 101 to send, the request's length, the
+/// handler's state and what was negotiated.
+pub(super) struct Accepted<C> {
+    out: Vec<u8>,
+    consumed: usize,
+    state: C,
+    protocol: Option<String>,
+    deflate: Option<DeflateParams>,
 }
 
 /// The server's side of permessage-deflate: the first offer in the
@@ -190,7 +194,7 @@ impl<H: Handler> Core<H> {
             }
         };
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let (out, consumed, state, protocol) = match outcome {
+        let accepted = match outcome {
             Outcome::Wait => {
                 if !from_owned {
                     owned.extend_from_slice(data);
@@ -201,15 +205,15 @@ impl<H: Handler> Core<H> {
                 return;
             }
             Outcome::Respond(out) => return self.finish_http(slot, &out),
-            Outcome::Upgrade {
-                out,
-                consumed,
-                state,
-                protocol,
-                deflate,
-            } => (out, consumed, state, (protocol, deflate)),
+            Outcome::Upgrade(a) => a,
         };
-        let (protocol, deflate) = protocol;
+        let Accepted {
+            out,
+            consumed,
+            state,
+            protocol,
+            deflate,
+        } = accepted;
         let deflate = deflate.zip(self.cfg.deflate.clone());
         conn.io.queue_raw(&mut self.ctx, &out);
         self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
@@ -288,13 +292,13 @@ impl<H: Handler> Core<H> {
                             ext_response.as_deref(),
                             &headers,
                         );
-                        Outcome::Upgrade {
+                        Outcome::Upgrade(Accepted {
                             out,
                             consumed,
                             state,
                             protocol,
                             deflate,
-                        }
+                        })
                     }
                     Ok(Err(reject)) => {
                         if self.ctx.log.allow(LogKind::HandshakeRejected) {

@@ -18,6 +18,7 @@
 //! [`Core::take_dirty`] hands it (through [`Core::next_chunk`]), and moves
 //! closing connections on as [`Core::close_step`] says.
 
+mod bufring;
 mod ctx;
 mod dial;
 pub(crate) mod epoll;
@@ -299,13 +300,10 @@ impl<H: Handler> Core<H> {
     /// heard of the end yet hears it now: `on_close` (the failure's code,
     /// or 1006) or `on_connect_error`.
     pub fn remove(&mut self, slot: u32) {
-        if self.conn(slot).is_none() {
+        let Some(c) = self.conn(slot) else {
             return;
-        }
-        let (code, reason) = self
-            .conn(slot)
-            .and_then(|c| c.io.fail)
-            .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+        };
+        let (code, reason) = c.io.end_report("connection lost");
         self.end(slot, code, reason);
         let conn = self.slots[slot as usize].conn.take().expect("live slot");
         // Whatever is still queued (an abandoned batch) is freed with it.
@@ -411,9 +409,7 @@ impl<H: Handler> Core<H> {
             };
             c.io.dirty = false;
             if c.state.is_open() && !c.io.reading_frames() {
-                let (code, reason) =
-                    c.io.fail
-                        .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+                let (code, reason) = c.io.end_report("connection lost");
                 self.end(slot, code, reason);
             }
         }

@@ -23,10 +23,7 @@ impl<H: Handler> Core<H> {
             State::ServerHandshake { .. } => self.drop_handshake(slot),
             State::Open { .. } => {
                 conn.io.finish(&mut self.ctx);
-                let (code, reason) = conn
-                    .io
-                    .fail
-                    .unwrap_or((CloseCode::ABNORMAL, "peer closed without a close frame"));
+                let (code, reason) = conn.io.end_report("peer closed without a close frame");
                 self.end(slot, code, reason);
             }
             State::Ended => conn.io.finish(&mut self.ctx),
@@ -45,10 +42,7 @@ impl<H: Handler> Core<H> {
             return self.fail_connect(slot, err);
         }
         conn.io.abandon(&mut self.ctx);
-        let (code, reason) = conn
-            .io
-            .fail
-            .unwrap_or((CloseCode::ABNORMAL, "connection lost"));
+        let (code, reason) = conn.io.end_report("connection lost");
         self.end(slot, code, reason);
     }
 

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use ringwire_parser::{CloseCode, Decoder, Encoder, OpCode, Role};
-use ringwire_tls::{ClientSession, ServerSession, TlsSession};
 
 use crate::config::OverflowPolicy;
 use crate::handle::ConnId;
@@ -27,89 +26,16 @@ pub(crate) enum CloseStep {
     Close,
 }
 
+mod out;
+mod tls;
+
+pub(crate) use out::OutQueue;
+pub(crate) use tls::Tls;
+
 /// The encoders are stateless: server frames unmasked, client frames
 /// masked with a fresh ThreadRng key each.
 const SERVER_ENCODER: Encoder = Encoder::new(Role::Server);
 const CLIENT_ENCODER: Encoder = Encoder::new(Role::Client);
-
-/// Send buffers a busy connection keeps between flushes: enough for a
-/// 256 KiB message and its header. Freeing and re-allocating a 64 KiB+
-/// buffer per message made glibc trim and re-fault the heap top every
-/// time (page faults were 13% of the server's cycles echoing 64 KiB
-/// messages). A connection that goes quiet still gives them back after
-/// two ticks ([`OutQueue::release`]), so idle connections hold nothing.
-const KEEP_CAPACITY: usize = (256 << 10) + 64;
-
-/// Outgoing bytes. `sending` belongs to the kernel while a write is in
-/// flight (io_uring), so new frames go to `pending`; when `sending` is done
-/// the two swap. Buffers keep their capacity while the connection is busy
-/// and give it back when it goes quiet (see [`OutQueue::trim`]).
-#[derive(Debug, Default)]
-pub(crate) struct OutQueue {
-    pub sending: Vec<u8>,
-    pub sent: usize,
-    pub pending: Vec<u8>,
-    pub in_flight: bool,
-}
-
-impl OutQueue {
-    pub fn buffered(&self) -> usize {
-        self.sending.len() - self.sent + self.pending.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buffered() == 0
-    }
-
-    /// The bytes to write next, moving `pending` into `sending` when the
-    /// current batch is done. Empty when there is nothing to write.
-    pub fn next_chunk(&mut self) -> &[u8] {
-        if self.sent == self.sending.len() {
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.pending);
-        }
-        &self.sending[self.sent..]
-    }
-
-    /// Records `n` bytes written from the front of `next_chunk()`.
-    pub fn advance(&mut self, n: usize) {
-        self.sent += n;
-        debug_assert!(self.sent <= self.sending.len());
-    }
-
-    /// After a flush: a connection that streams messages keeps modest
-    /// buffers for its next batch (allocating per batch showed up in
-    /// profiles); others (a handshake response) and big buffers go back at
-    /// once, so idle connections hold nothing and the heap does not
-    /// fragment. [`OutQueue::release`] frees the rest when it goes quiet.
-    pub fn trim(&mut self, streaming: bool) {
-        if self.is_empty() && !self.in_flight {
-            if !streaming || self.capacity() > KEEP_CAPACITY {
-                self.release();
-            } else {
-                self.sending.clear();
-                self.pending.clear();
-                self.sent = 0;
-            }
-        }
-    }
-
-    /// Gives all memory back (nothing queued): an idle connection should
-    /// hold no buffers.
-    pub fn release(&mut self) {
-        if self.is_empty() && !self.in_flight {
-            self.sending = Vec::new();
-            self.pending = Vec::new();
-            self.sent = 0;
-        }
-    }
-
-    /// Bytes of buffer held.
-    pub fn capacity(&self) -> usize {
-        self.sending.capacity() + self.pending.capacity()
-    }
-}
 
 /// How far a connection's closing has gone, from the sending side. It
 /// only moves forward (the variants are in order); every step is one of
@@ -230,66 +156,6 @@ impl std::fmt::Debug for Extras {
             .field("protocol", &self.protocol)
             .field("deflate", &self.deflate.as_ref().map(|d| d.params))
             .finish()
-    }
-}
-
-/// A connection's TLS session: either side, behind [`TlsSession`] (the
-/// seam a kernel-TLS implementation would fill).
-pub(crate) struct Tls {
-    pub side: TlsSide,
-    /// Our `close_notify` is queued (once, after the last data).
-    pub close_notify_sent: bool,
-}
-
-pub(crate) enum TlsSide {
-    Server(ServerSession),
-    Client(ClientSession),
-}
-
-impl Tls {
-    pub fn server(s: ServerSession) -> Box<Tls> {
-        Box::new(Tls {
-            side: TlsSide::Server(s),
-            close_notify_sent: false,
-        })
-    }
-
-    pub fn client(c: ClientSession) -> Box<Tls> {
-        Box::new(Tls {
-            side: TlsSide::Client(c),
-            close_notify_sent: false,
-        })
-    }
-
-    pub fn wants_write(&self) -> bool {
-        self.session_ref().wants_write()
-    }
-
-    pub fn is_handshaking(&self) -> bool {
-        self.session_ref().is_handshaking()
-    }
-
-    fn session_ref(&self) -> &dyn TlsSession {
-        match &self.side {
-            TlsSide::Server(s) => s,
-            TlsSide::Client(c) => c,
-        }
-    }
-
-    pub fn session(&mut self) -> &mut dyn TlsSession {
-        match &mut self.side {
-            TlsSide::Server(s) => s,
-            TlsSide::Client(c) => c,
-        }
-    }
-}
-
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.side {
-            TlsSide::Server(s) => s.fmt(f),
-            TlsSide::Client(c) => c.fmt(f),
-        }
     }
 }
 
@@ -417,6 +283,12 @@ impl ConnIo {
             self.out = OutQueue::default();
         }
         self.mark_dirty(ctx);
+    }
+
+    /// What `on_close` reports when the connection ends now: the first
+    /// failure's code and reason, or 1006 with `otherwise`.
+    pub fn end_report(&self, otherwise: &'static str) -> (CloseCode, &'static str) {
+        self.fail.unwrap_or((CloseCode::ABNORMAL, otherwise))
     }
 
     /// Frames may still be sent (no close frame queued, not closing).
