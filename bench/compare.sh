@@ -5,6 +5,15 @@
 #
 #   bench/compare.sh [ROUNDS=3] [SECS=5] [SERVERS="…"]
 #
+# A/B against an older build, side by side in the same run: set BASE_BIN
+# to its `ringwire` binary and name the servers ringwire-base-uring /
+# ringwire-base-epoll, e.g.
+#   BASE_BIN=/tmp/old/ringwire SETTINGS="64x16B-if16 64x1KiB-text-if4" \
+#     bench/compare.sh 5 5 "ringwire-base-uring ringwire-uring ringwire-base-epoll ringwire-epoll"
+# (SETTINGS keeps only the named settings; the table then goes between
+# the compare-ab markers in BENCHMARKS.md, with new/base ratios and the
+# server's CPU time per message.)
+#
 # Each server runs pinned to CPU 1 (one core; ringwire with one reactor),
 # `ringwire load` pinned to CPU 0. Servers are interleaved (A B C … A B C …)
 # for ROUNDS rounds; medians are reported. Every run is bounded in time and
@@ -34,6 +43,8 @@ start_server() { # name -> pid on stdout
   case $name in
     ringwire-uring) taskset -c 1 $bin serve --listen $addr --reactors 1 --backend uring >/dev/null 2>&1 & ;;
     ringwire-epoll) taskset -c 1 $bin serve --listen $addr --reactors 1 --backend epoll >/dev/null 2>&1 & ;;
+    ringwire-base-uring) taskset -c 1 "${BASE_BIN:?set BASE_BIN}" serve --listen $addr --reactors 1 --backend uring >/dev/null 2>&1 & ;;
+    ringwire-base-epoll) taskset -c 1 "${BASE_BIN:?set BASE_BIN}" serve --listen $addr --reactors 1 --backend epoll >/dev/null 2>&1 & ;;
     tokio-tungstenite) taskset -c 1 ./target/release/peer-tokio-tungstenite $addr >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c 1 ./target/release/peer-fastwebsockets $addr >/dev/null 2>&1 & ;;
     tokio-websockets) taskset -c 1 ./target/release/peer-tokio-websockets $addr >/dev/null 2>&1 & ;;
@@ -95,6 +106,13 @@ settings=(
 )
 
 : >"$out.jsonl"
+if [[ -n ${SETTINGS:-} ]]; then
+  kept=()
+  for s in "${settings[@]}"; do
+    [[ " $SETTINGS " == *" ${s%%|*} "* ]] && kept+=("$s")
+  done
+  settings=("${kept[@]}")
+fi
 for round in $(seq "$ROUNDS"); do
   for s in "${settings[@]}"; do
     name=${s%%|*}; args=${s#*|}

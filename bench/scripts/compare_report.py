@@ -52,6 +52,61 @@ for st in settings:
 json.dump(summary, open(out + ".json", "w"), indent=1)
 
 
+def put_table(marker, title, table):
+    """Writes `table` into BENCHMARKS.md between the `marker` comments."""
+    path = "BENCHMARKS.md"
+    text = open(path).read()
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text += f"\n## {title}\n\n" + block + "\n"
+    open(path, "w").write(text)
+
+
+def cpu_per_msg_us(d):
+    """Server CPU time per message in µs (CPU share over msgs/s)."""
+    if d["server_cpu_percent"] is None or not d["msgs_per_sec"]:
+        return None
+    return d["server_cpu_percent"] / 100 * 1e6 / d["msgs_per_sec"]
+
+
+# A/B mode (BASE_BIN): new build against an older one, per backend.
+BASES = [s for s in servers if s.startswith("ringwire-base-")]
+if BASES:
+    lines = [f"Commit {commit} against `{os.environ.get('BASE_BIN', '?')}`"
+             f" ({os.environ.get('BASE_DESC', 'the base build')}); {rounds} rounds × {secs} s, servers "
+             "interleaved, medians; server on CPU 1 (one reactor), `ringwire load` on CPU 0. "
+             "CPU/msg: the server's CPU time per message from /proc/PID/stat in the window.", ""]
+    lines.append("| setting | backend | base msgs/s | new msgs/s | new / base | base CPU/msg | new CPU/msg | new / base |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for st in settings:
+        for base in BASES:
+            be = base[len("ringwire-base-"):]
+            new = f"ringwire-{be}"
+            if new not in servers:
+                continue
+            b, n = summary["settings"][st][base], summary["settings"][st][new]
+            if st.startswith("rate-"):
+                key, unit = "p99_us", "p99 µs"
+            else:
+                key, unit = "msgs_per_sec", ""
+            bv, nv = b[key], n[key]
+            bc, nc = cpu_per_msg_us(b), cpu_per_msg_us(n)
+            r = f"{nv / bv:.2f}" if bv and nv else "–"
+            rc = f"{nc / bc:.2f}" if bc and nc else "–"
+            lines.append(f"| {st}{' (' + unit + ')' if unit else ''} | {be} | {fmt(bv)} | {fmt(nv)} | {r} | "
+                         f"{bc:.2f} µs | {nc:.2f} µs | {rc} |" if bc and nc else
+                         f"| {st} | {be} | {fmt(bv)} | {fmt(nv)} | {r} | – | – | – |")
+    lines.append("")
+    lines.append(f"Every run: `{out}.jsonl`; medians: `{out}.json`.")
+    table = "\n".join(lines)
+    put_table("compare-ab", "A/B against an older build (bench/compare.sh with BASE_BIN)", table)
+    print(table)
+    sys.exit(0)
+
+
 def fmt(v, unit=""):
     if v is None:
         return "–"
@@ -150,13 +205,5 @@ svg.append("</svg>")
 open(out + ".svg", "w").write("\n".join(svg))
 
 # Into BENCHMARKS.md between the markers.
-path = "BENCHMARKS.md"
-text = open(path).read()
-begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
-block = f"{begin}\n{table}\n{end}"
-if begin in text and end in text:
-    text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-else:
-    text += "\n## Side by side with the peers (issue #6)\n\n" + block + "\n"
-open(path, "w").write(text)
+put_table("compare", "Side by side with the peers (issue #6)", table)
 print(table)

@@ -2,6 +2,7 @@
 # Server RSS per idle WebSocket connection, per backend.
 #
 #   bench/scripts/idle_memory.sh [N=10000] [backends="uring epoll"]
+#   BIN=/tmp/old/ringwire bench/scripts/idle_memory.sh   (another build's server)
 #
 # For each backend: start `ringwire serve`, warm it up (open and close a
 # batch of connections, so per-reactor pools such as the io_uring buffer
@@ -16,7 +17,7 @@ PORT=${PORT:-9211}
 cargo build --release -q -p ringwire-cli -p ringwire-bench --bin ringwire --bin ws_client_tools
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 for be in $BACKENDS; do
-  ./target/release/ringwire serve --listen 127.0.0.1:$PORT --backend "$be" >/tmp/idle-mem-$be.log 2>&1 &
+  "${BIN:-./target/release/ringwire}" serve --listen 127.0.0.1:$PORT --backend "$be" >/tmp/idle-mem-$be.log 2>&1 &
   srv=$!
   sleep 0.5
   timeout 60 ./target/release/ws_client_tools idle 127.0.0.1:$PORT 256 0 >/dev/null
