@@ -98,6 +98,27 @@ fn events_of(
     .collect()
 }
 
+/// Sends `text` and then `big` over a connection that `dial` opens with
+/// the script, and checks that both come back and the close is clean.
+fn check_echo(
+    seen: &Recorder<(usize, Seen)>,
+    id: usize,
+    text: &str,
+    big: Vec<u8>,
+    dial: impl FnOnce(Script),
+) {
+    dial(script(id, vec![(true, text.into()), (false, big.clone())]));
+    assert_eq!(
+        events_of(seen, id, finished),
+        vec![
+            Seen::Open(None),
+            Seen::Msg(true, text.into()),
+            Seen::Msg(false, big),
+            Seen::Closed(1000)
+        ]
+    );
+}
+
 fn finished(s: &Seen) -> bool {
     matches!(s, Seen::Closed(_) | Seen::Failed(_))
 }
@@ -146,23 +167,9 @@ fn client_engine_dials_a_server(backend: Backend) {
         .start(move |_| Dialer { seen: s.clone() })
         .expect("client engine starts");
     let url = format!("ws://{}/echo", server.local_addr());
-    let big = pattern(100_000, 5);
-    cl.connect(
-        &url,
-        ConnectOptions::default(),
-        script(1, vec![(true, "hi".into()), (false, big.clone())]),
-    )
-    .unwrap();
-    let ev = events_of(&seen, 1, finished);
-    assert_eq!(
-        ev,
-        vec![
-            Seen::Open(None),
-            Seen::Msg(true, "hi".into()),
-            Seen::Msg(false, big),
-            Seen::Closed(1000)
-        ]
-    );
+    check_echo(&seen, 1, "hi", pattern(100_000, 5), |s| {
+        cl.connect(&url, ConnectOptions::default(), s).unwrap()
+    });
     // Expects more than it sends: stays open until the engine goes.
     let stay = Script {
         expect: usize::MAX,
@@ -372,23 +379,10 @@ fn subprotocol_and_bad_url(backend: Backend) {
 fn echo_against_tungstenite(backend: Backend) {
     let addr = tungstenite_echo_server();
     let (cl, seen) = client(backend);
-    let big = pattern(200_000, 9);
-    cl.connect(
-        &format!("ws://{addr}/"),
-        ConnectOptions::default(),
-        script(2, vec![(true, "κόσμε".into()), (false, big.clone())]),
-    )
-    .unwrap();
-    let ev = events_of(&seen, 2, finished);
-    assert_eq!(
-        ev,
-        vec![
-            Seen::Open(None),
-            Seen::Msg(true, "κόσμε".into()),
-            Seen::Msg(false, big),
-            Seen::Closed(1000)
-        ]
-    );
+    check_echo(&seen, 2, "κόσμε", pattern(200_000, 9), |s| {
+        cl.connect(&format!("ws://{addr}/"), ConnectOptions::default(), s)
+            .unwrap()
+    });
     stop(cl);
 }
 
