@@ -330,7 +330,8 @@ impl<H: Handler> Core<H> {
     }
 
     /// Transition: answers a request with an HTTP response (server
-    /// handshake → `Ended`) and closes after it is written.
+    /// handshake → `Ended`) and closes after it is written (with nothing
+    /// to answer: just FIN).
     pub(super) fn finish_http(&mut self, slot: u32, response: &[u8]) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
         debug_assert!(matches!(conn.state, State::ServerHandshake { .. }));

@@ -110,10 +110,7 @@ impl<H: Handler> Core<H> {
                 }
                 // No request yet: the socket is closed (FIN) without an
                 // answer.
-                State::ServerHandshake { .. } => {
-                    conn.state = State::Ended;
-                    conn.io.finish(&mut self.ctx);
-                }
+                State::ServerHandshake { .. } => self.finish_http(slot, b""),
                 State::Ended => {}
             }
         }
