@@ -52,6 +52,17 @@ for st in settings:
 json.dump(summary, open(out + ".json", "w"), indent=1)
 
 
+
+def fmt(v, unit=""):
+    if v is None:
+        return "–"
+    if unit == "rate":
+        return f"{v/1e6:.2f}M" if v >= 1e6 else (f"{v/1e3:.0f}k" if v >= 1e4 else f"{v:,.0f}")
+    if unit == "%":
+        return f"{v:.0f}%"
+    return f"{v:,.0f}"
+
+
 def put_table(marker, title, table):
     """Writes `table` into BENCHMARKS.md between the `marker` comments."""
     path = "BENCHMARKS.md"
@@ -105,16 +116,6 @@ if BASES:
     put_table("compare-ab", "A/B against an older build (bench/compare.sh with BASE_BIN)", table)
     print(table)
     sys.exit(0)
-
-
-def fmt(v, unit=""):
-    if v is None:
-        return "–"
-    if unit == "rate":
-        return f"{v/1e6:.2f}M" if v >= 1e6 else (f"{v/1e3:.0f}k" if v >= 1e4 else f"{v:,.0f}")
-    if unit == "%":
-        return f"{v:.0f}%"
-    return f"{v:,.0f}"
 
 
 def best_peer(st, key, lower=False):
