@@ -11,8 +11,8 @@
 #   BASE_BIN=/tmp/old/ringwire SETTINGS="64x16B-if16 64x1KiB-text-if4" \
 #     bench/compare.sh 5 5 "ringwire-base-uring ringwire-uring ringwire-base-epoll ringwire-epoll"
 # (SETTINGS keeps only the named settings; the table then goes between
-# the compare-ab markers in BENCHMARKS.md, with new/base ratios and the
-# server's CPU time per message.)
+# the compare-ab markers in BENCHMARKS.md, or AB_MARKER's, with new/base
+# ratios and the server's CPU time per message.)
 #
 # Each server runs pinned to CPU 1 (one core; ringwire with one reactor),
 # `ringwire load` pinned to CPU 0. Servers are interleaved (A B C … A B C …)

@@ -113,7 +113,8 @@ if BASES:
     lines.append("")
     lines.append(f"Every run: `{out}.jsonl`; medians: `{out}.json`.")
     table = "\n".join(lines)
-    put_table("compare-ab", "A/B against an older build (bench/compare.sh with BASE_BIN)", table)
+    marker = os.environ.get("AB_MARKER", "compare-ab")
+    put_table(marker, f"A/B against an older build ({marker})", table)
     print(table)
     sys.exit(0)
 

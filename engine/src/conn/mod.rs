@@ -29,7 +29,7 @@ pub(crate) enum CloseStep {
 mod out;
 mod tls;
 
-pub(crate) use out::OutQueue;
+pub(crate) use out::{BufPool, OutQueue};
 pub(crate) use tls::Tls;
 
 /// The encoders are stateless: server frames unmasked, client frames
@@ -392,6 +392,7 @@ impl ConnIo {
         if let Some(status) = self.over_limits(ctx, payload.len() + 14) {
             return status;
         }
+        self.out.reserve(payload.len() + 14, &mut ctx.pool);
         let before = self.out.pending.len();
         let op = if text { OpCode::Text } else { OpCode::Binary };
         let deflate = self

@@ -39,6 +39,8 @@ pub(crate) struct Ctx {
     pub timers: BinaryHeap<Reverse<Timer>>,
     /// permessage-deflate: the reactor's shared codecs and scratch buffer.
     pub deflate: SharedCodecs,
+    /// Large send buffers for reuse.
+    pub pool: BufPool,
     /// Bytes queued for sending on this reactor's connections.
     pub out_bytes: usize,
     /// Change of `out_bytes` not yet added to the global total.

@@ -68,7 +68,7 @@ use ringwire_tls::TlsError;
 
 use crate::client::{ConnectError, ConnectOptions, WsUrl};
 use crate::config::{Config, OverflowPolicy};
-use crate::conn::{CloseStep, Closing, Conn, ConnIo, Dial, Extras, State, Tls};
+use crate::conn::{BufPool, CloseStep, Closing, Conn, ConnIo, Dial, Extras, State, Tls};
 use crate::deflate::{ConnDeflate, PermessageDeflate, SharedCodecs};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 
@@ -147,6 +147,7 @@ impl<H: Handler> Core<H> {
                 dirty: Vec::new(),
                 timers: BinaryHeap::new(),
                 deflate: SharedCodecs::default(),
+                pool: BufPool::default(),
                 out_bytes: 0,
                 out_unpublished: 0,
                 log: LogLimiter::default(),
@@ -452,7 +453,7 @@ impl<H: Handler> Core<H> {
             }
         }
         if conn.io.out.is_empty() {
-            conn.io.out.trim(conn.io.streaming);
+            conn.io.out.trim(conn.io.streaming, &mut self.ctx.pool);
         }
     }
 

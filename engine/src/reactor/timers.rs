@@ -119,6 +119,7 @@ impl<H: Handler> Core<H> {
         }
         self.next_tick = instant + TICK;
         self.ctx.log.tick(self.ctx.shared.id, instant);
+        self.ctx.pool.tick();
         self.trim_memory(instant);
         let now = self.ctx.now;
         for i in 0..self.slots.len() {
@@ -128,7 +129,7 @@ impl<H: Handler> Core<H> {
             // Connections quiet for two ticks give their send buffers back
             // (a busy one receives more often than that and keeps them).
             if conn.io.out.capacity() > 0 && now.since(conn.last_rx) >= 2 * TICK {
-                conn.io.out.release();
+                conn.io.out.release(&mut self.ctx.pool);
             }
             if !now.reached(conn.io.deadline) {
                 continue;
