@@ -133,7 +133,7 @@ lines.append(f"Machine: {os.cpu_count()} vCPU ({cpu}), kernel {platform.release(
              "`ringwire load` on CPU 0. Command: `bench/compare.sh " + f"{rounds} {secs}`.")
 lines.append("")
 head = "| setting | " + " | ".join(servers) + " | best peer | " + " | ".join(f"{o} / best" for o in OURS) + " |"
-lines.append("msgs/s (server CPU):")
+lines.append("msgs/s (server CPU, and server CPU time per message from /proc/PID/stat in the window):")
 lines.append("")
 lines.append(head)
 lines.append("|---|" + "---:|" * (len(servers) + 1 + len(OURS)))
@@ -145,7 +145,8 @@ for st in settings:
         d = summary["settings"][st][sv]
         c = fmt(d["msgs_per_sec"], "rate")
         if d["server_cpu_percent"] is not None:
-            c += f" ({fmt(d['server_cpu_percent'], '%')})"
+            per = cpu_per_msg_us(d)
+            c += f" ({fmt(d['server_cpu_percent'], '%')}" + (f", {per:.2f} µs/msg)" if per else ")")
         if d["failed"]:
             c += " ⚠"
         cells.append(c)
