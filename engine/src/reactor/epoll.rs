@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::{Core, IoBackend};
+use crate::client::ConnectError;
 use crate::conn::{CloseStep, Closing};
 use crate::handler::Handler;
 
@@ -149,7 +150,7 @@ impl EpollBackend {
                         && let Err(e) = self.watch(core, slot)
                     {
                         tracing::warn!("epoll_ctl add failed: {e}");
-                        core.abandon(slot);
+                        core.abandon(slot, ConnectError::Engine("socket setup failed".into()));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

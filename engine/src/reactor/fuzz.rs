@@ -256,6 +256,16 @@ fn server_response<H: Handler>(fake: &Fake<H>, i: usize, deflate: bool) -> Optio
     Some(r.into_bytes())
 }
 
+/// The role of the far end of a connection we dialed (`client`) or
+/// accepted: how it encodes what it sends, and decodes what we send.
+fn far_role(client: bool) -> ringwire_parser::Role {
+    if client {
+        ringwire_parser::Role::Server
+    } else {
+        ringwire_parser::Role::Client
+    }
+}
+
 const OPCODES: [OpCode; 6] = [
     OpCode::Continuation,
     OpCode::Text,
@@ -348,11 +358,7 @@ pub(crate) fn run(data: &[u8]) {
                 if op.is_control() {
                     payload.truncate(125);
                 }
-                let role = if fake.peers[i].client {
-                    ringwire_parser::Role::Server
-                } else {
-                    ringwire_parser::Role::Client
-                };
+                let role = far_role(fake.peers[i].client);
                 let mut wire = Vec::new();
                 let rsv = if flags & 0x20 == 0x20 {
                     ringwire_parser::frame::RSV1
@@ -391,11 +397,7 @@ pub(crate) fn run(data: &[u8]) {
                 // A text message split into fragments across reads.
                 let len = input.byte().unwrap_or(0) as usize;
                 let text = input.take(len).to_vec();
-                let enc = if fake.peers[i].client {
-                    Encoder::new(ringwire_parser::Role::Server)
-                } else {
-                    Encoder::new(ringwire_parser::Role::Client)
-                };
+                let enc = Encoder::new(far_role(fake.peers[i].client));
                 let mid = text.len() / 2;
                 let mut wire = Vec::new();
                 enc.frame(&mut wire, false, 0, OpCode::Text, &text[..mid]);
@@ -504,11 +506,7 @@ fn check_wire(p: &super::fake::Peer, problems: &mut Vec<String>) {
             .map_or(wire.len(), |e| e + 4)
     };
     let mut dec = ringwire_parser::Decoder::new(
-        if p.client {
-            ringwire_parser::Role::Server
-        } else {
-            ringwire_parser::Role::Client
-        },
+        far_role(p.client),
         ringwire_parser::DecoderConfig {
             max_frame_size: 1 << 20,
             max_message_size: 1 << 20,

@@ -367,10 +367,11 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// The backend cannot serve this connection (watching it failed): it
-    /// is closed as soon as nothing is in flight; its handler hears the
-    /// end.
-    pub fn abandon(&mut self, slot: u32) {
+    /// The connection cannot go on (an I/O error, or the backend could not
+    /// watch it): it is closed as soon as nothing is in flight, and its
+    /// handler hears the end: `on_close` (the failure's code, or 1006), or
+    /// `on_connect_error(err)` for a dial that never opened.
+    pub fn abandon(&mut self, slot: u32, err: ConnectError) {
         let Some(c) = self
             .slots
             .get_mut(slot as usize)
@@ -379,10 +380,11 @@ impl<H: Handler> Core<H> {
             return;
         };
         if matches!(c.state, State::Connecting(_) | State::ClientHandshake(_)) {
-            return self.fail_connect(slot, ConnectError::Engine("socket setup failed".into()));
+            return self.fail_connect(slot, err);
         }
         c.io.abandon(&mut self.ctx);
-        self.end(slot, CloseCode::ABNORMAL, "connection lost");
+        let (code, reason) = c.io.end_report("connection lost");
+        self.end(slot, code, reason);
     }
 
     /// Puts a connection with queued bytes on the write list.

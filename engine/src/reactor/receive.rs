@@ -37,13 +37,8 @@ impl<H: Handler> Core<H> {
             return;
         };
         conn.io.read_closed = true;
-        if matches!(conn.state, State::Connecting(_) | State::ClientHandshake(_)) {
-            let err = dial_ended(&conn.state);
-            return self.fail_connect(slot, err);
-        }
-        conn.io.abandon(&mut self.ctx);
-        let (code, reason) = conn.io.end_report("connection lost");
-        self.end(slot, code, reason);
+        let err = dial_ended(&conn.state);
+        self.abandon(slot, err);
     }
 
     /// Bytes arrived for `slot`. `data` is the backend's receive buffer and

@@ -13,6 +13,7 @@ use std::io;
 use std::time::Duration;
 
 use super::Core;
+use crate::client::ConnectError;
 use crate::handler::Handler;
 
 /// What a backend does for the loop in [`run`]. The backend owns its
@@ -85,7 +86,7 @@ pub(crate) fn run<H: Handler, B: IoBackend<H>>(
             for &slot in &watch {
                 if let Err(e) = backend.watch(&mut core, slot) {
                     tracing::warn!("watching a new connection failed: {e}");
-                    core.abandon(slot);
+                    core.abandon(slot, ConnectError::Engine("socket setup failed".into()));
                 }
             }
         }

@@ -282,9 +282,7 @@ impl UringBackend {
             if let Ok(peer) = stream.peer_addr()
                 && let Some(slot) = core.accept_stream(stream, peer)
             {
-                self.ops(slot).cancelled = false;
-                self.arm_recv(core, slot)?;
-                Self::check_close(core, slot);
+                self.watch(core, slot)?;
             }
         } else if core.shutdown.is_none() {
             tracing::warn!(
