@@ -10,6 +10,15 @@
 //! the event's owned `Bytes`. Partial headers are kept in a 14-byte array,
 //! control payloads in a 125-byte array, so once `decode` returns, the
 //! buffer can go straight back to the kernel.
+//!
+//! Large payloads need not pass through the caller's receive buffer at
+//! all: while a data frame's payload is still arriving,
+//! [`Decoder::lend_direct`] lends the message buffer itself, the caller
+//! reads the next payload bytes straight into it (a `read`, or an io_uring
+//! recv that owns the loan until it completes) and hands it back with
+//! [`Decoder::direct_done`], which unmasks and validates them in place.
+
+use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 
@@ -22,6 +31,34 @@ use crate::utf8::Utf8Validator;
 
 /// Most a split frame's declared length may pre-size the message buffer.
 const RESERVE_CAP: usize = 1 << 20;
+
+/// Most payload bytes one direct read is lent room for (see
+/// [`Decoder::lend_direct`]); the buffer grows by at most this much per
+/// loan, so the memory a peer can make us reserve follows what it sends.
+pub const DIRECT_CHUNK: usize = 1 << 20;
+
+/// Where a decoder gets the buffer for a large message that spans
+/// receive buffers, e.g. a per-thread pool of recycled buffers (see
+/// [`Decoder::decode_pooled`]): allocating and freeing a megabyte per
+/// message makes the allocator trim and re-fault its heap.
+pub trait BufferSource {
+    /// An empty buffer with room for at least `capacity` bytes.
+    fn take_buffer(&mut self, capacity: usize) -> BytesMut;
+}
+
+/// The default [`BufferSource`]: a fresh allocation each time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Allocate;
+
+impl BufferSource for Allocate {
+    fn take_buffer(&mut self, capacity: usize) -> BytesMut {
+        BytesMut::with_capacity(capacity)
+    }
+}
+
+/// Messages whose first frame declares at least this much payload take
+/// their buffer from the [`BufferSource`]; smaller ones allocate.
+pub const POOLED_MIN: usize = 256 << 10;
 
 /// Which side of the connection this endpoint is: it decides the masking
 /// rules (clients mask, servers must not).
@@ -126,7 +163,68 @@ pub struct Decoder {
     ctrl: Option<Box<[u8; 125]>>,
     ctrl_len: u8,
     closed: bool,
+    /// The message buffer is lent out ([`Decoder::lend_direct`]).
+    lent: bool,
     error: Option<ProtocolError>,
+}
+
+/// The message buffer of a [`Decoder`], lent for reading the next payload
+/// bytes of a data frame straight into it ([`Decoder::lend_direct`]).
+/// Whoever holds it owns the memory: an io_uring recv can keep it until
+/// its completion even if the connection is torn down meanwhile.
+#[derive(Debug)]
+pub struct DirectRead {
+    buf: BytesMut,
+    /// Length of the message so far when lent.
+    start: usize,
+    /// Most bytes that may be read into it: all belong to the frame.
+    want: usize,
+}
+
+impl DirectRead {
+    /// Most bytes that may be read in (they all belong to the current
+    /// frame's payload, so reading more would swallow the next header).
+    pub fn want(&self) -> usize {
+        self.want
+    }
+
+    /// Bytes read in so far.
+    pub fn filled(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Where the next bytes go: the unfilled part of the loan,
+    /// uninitialised. Stays put (no reallocation) while the loan is held.
+    pub fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
+        let room = self.want - self.filled();
+        &mut self.buf.spare_capacity_mut()[..room]
+    }
+
+    /// Records that the first `n` bytes of [`spare`](Self::spare) were
+    /// written.
+    ///
+    /// # Safety
+    /// Those `n` bytes must have been initialised (e.g. by a `read` or a
+    /// recv that returned `n`), and `n <= spare().len()`.
+    pub unsafe fn assume_filled(&mut self, n: usize) {
+        assert!(n <= self.want - self.filled(), "filled past the loan");
+        let len = self.buf.len() + n;
+        // SAFETY: n bytes past len were initialised (the caller's
+        // contract) and lie within capacity (checked against `want`,
+        // which `lend_direct` reserved).
+        unsafe { self.buf.set_len(len) };
+    }
+
+    /// Copies `data` in (tests, and callers with the bytes at hand).
+    pub fn fill_from(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.want - self.filled());
+        for (dst, src) in self.spare().iter_mut().zip(&data[..n]) {
+            dst.write(*src);
+        }
+        // SAFETY: the loop above initialised the first n spare bytes.
+        unsafe { self.assume_filled(n) };
+        n
+    }
 }
 
 impl Decoder {
@@ -143,6 +241,7 @@ impl Decoder {
             ctrl: None,
             ctrl_len: 0,
             closed: false,
+            lent: false,
             error: None,
         }
     }
@@ -184,11 +283,27 @@ impl Decoder {
     /// After an error the stream cannot continue (the caller sends a close
     /// frame with [`ProtocolError::code`]); later calls return the same
     /// error. Input after the peer's close frame is ignored.
+    ///
+    /// Must not be called while the message buffer is lent
+    /// ([`lend_direct`](Self::lend_direct)): the bytes in between belong
+    /// in the loan.
     pub fn decode<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Decoded<'a>, ProtocolError> {
+        self.decode_pooled(input, &mut Allocate)
+    }
+
+    /// [`decode`](Self::decode), taking the buffer of a large message
+    /// (first frame of at least [`POOLED_MIN`] payload bytes, split across
+    /// inputs) from `buffers` instead of allocating it.
+    pub fn decode_pooled<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        buffers: &mut dyn BufferSource,
+    ) -> Result<Decoded<'a>, ProtocolError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let (consumed, out) = match self.decode_inner(input) {
+        debug_assert!(!self.lent, "decode while the message buffer is lent");
+        let (consumed, out) = match self.decode_inner(input, buffers) {
             Ok(r) => r,
             Err(e) => {
                 self.error = Some(e);
@@ -204,21 +319,104 @@ impl Decoder {
                 let ctrl = self.ctrl.as_deref().expect("split control frame stored");
                 Some(make_event(kind, &ctrl[..len]))
             }
-            Out::Owned { kind, bytes } => Some(match kind {
-                Kind::Text => Event::Message(Message::Text(TextPayload::new_validated(
-                    Payload::Owned(bytes),
-                ))),
-                Kind::Compressed { text } => Event::Compressed {
-                    text,
-                    payload: Payload::Owned(bytes),
-                },
-                _ => Event::Message(Message::Binary(Payload::Owned(bytes))),
-            }),
+            Out::Owned { kind, bytes } => Some(owned_event(kind, bytes)),
         };
         Ok(Decoded { consumed, event })
     }
 
-    fn decode_inner(&mut self, input: &mut [u8]) -> Result<(usize, Out), ProtocolError> {
+    /// When a data frame's payload is still arriving and at least `min`
+    /// bytes of it are to come, lends the message buffer with room for up
+    /// to [`DIRECT_CHUNK`] of them: read them straight into
+    /// [`DirectRead::spare`], then give it back with
+    /// [`direct_done`](Self::direct_done). `None` when there is no such
+    /// frame (between frames, a control frame, a short remainder), after
+    /// an error or the peer's close, or while a loan is out.
+    ///
+    /// Until it comes back, nothing else may be decoded: the next bytes of
+    /// the stream belong in the loan.
+    pub fn lend_direct(&mut self, min: usize) -> Option<DirectRead> {
+        if !self.wants_direct(min) {
+            return None;
+        }
+        let frame = self.frame.as_ref()?;
+        let want = frame.remaining.min(DIRECT_CHUNK as u64) as usize;
+        self.msg_buf.reserve(want);
+        self.lent = true;
+        let buf = std::mem::take(&mut self.msg_buf);
+        Some(DirectRead {
+            start: buf.len(),
+            buf,
+            want,
+        })
+    }
+
+    /// True when [`lend_direct(min)`](Self::lend_direct) would lend: a
+    /// data frame has at least `min` (and at least one) payload bytes to
+    /// come, and no loan is out.
+    pub fn wants_direct(&self, min: usize) -> bool {
+        if self.lent || self.closed || self.error.is_some() {
+            return false;
+        }
+        self.frame
+            .as_ref()
+            .is_some_and(|f| !f.opcode.is_control() && f.remaining > 0 && f.remaining >= min as u64)
+    }
+
+    /// True while the message buffer is lent ([`lend_direct`](Self::lend_direct)).
+    pub fn is_lent(&self) -> bool {
+        self.lent
+    }
+
+    /// Takes back a loan from [`lend_direct`](Self::lend_direct) with the
+    /// bytes read into it (any number, 0 included): unmasks and validates
+    /// them in place, and returns the message when they complete it.
+    pub fn direct_done(
+        &mut self,
+        lent: DirectRead,
+    ) -> Result<Option<Event<'static>>, ProtocolError> {
+        assert!(self.lent, "direct_done without a loan");
+        self.lent = false;
+        let DirectRead { mut buf, start, .. } = lent;
+        let n = buf.len() - start;
+        let frame = self.frame.as_mut().expect("a loan is made for a frame");
+        if let Some(u) = frame.unmasker.as_mut() {
+            u.unmask(&mut buf[start..]);
+        }
+        frame.remaining -= n as u64;
+        let (done, fin) = (frame.remaining == 0, frame.fin);
+        let m = self
+            .msg
+            .as_mut()
+            .expect("a data frame belongs to a message");
+        if m.text && !m.compressed && m.utf8.feed(&buf[start..]).is_err() {
+            let e = ProtocolError::new(ErrorKind::InvalidUtf8);
+            self.error = Some(e);
+            return Err(e);
+        }
+        self.msg_buf = buf;
+        if !done {
+            return Ok(None);
+        }
+        self.frame = None;
+        if !fin {
+            return Ok(None);
+        }
+        match self.finish_message() {
+            Ok(Out::Owned { kind, bytes }) => Ok(Some(owned_event(kind, bytes))),
+            Ok(_) => unreachable!("a finished message is owned"),
+            Err(e) => {
+                self.error = Some(e);
+                self.msg_buf = BytesMut::new();
+                Err(e)
+            }
+        }
+    }
+
+    fn decode_inner(
+        &mut self,
+        input: &mut [u8],
+        buffers: &mut dyn BufferSource,
+    ) -> Result<(usize, Out), ProtocolError> {
         let mut pos = 0;
         loop {
             if self.closed {
@@ -364,7 +562,12 @@ impl Decoder {
                 // so a peer that only *declares* a huge frame cannot make
                 // us reserve it; past the cap the buffer grows as bytes
                 // arrive.
-                self.msg_buf.reserve(len.min(RESERVE_CAP));
+                let want = len.min(RESERVE_CAP);
+                if self.msg_buf.capacity() == 0 && want >= POOLED_MIN {
+                    self.msg_buf = buffers.take_buffer(want);
+                } else {
+                    self.msg_buf.reserve(want);
+                }
                 self.frame = Some(FrameInProgress {
                     opcode: header.opcode,
                     fin: header.fin,
@@ -457,6 +660,20 @@ impl Decoder {
             (false, false) => Kind::Binary,
         };
         Ok(Out::Owned { kind, bytes })
+    }
+}
+
+/// Builds the event for a reassembled message.
+fn owned_event(kind: Kind, bytes: bytes::Bytes) -> Event<'static> {
+    match kind {
+        Kind::Text => Event::Message(Message::Text(TextPayload::new_validated(Payload::Owned(
+            bytes,
+        )))),
+        Kind::Compressed { text } => Event::Compressed {
+            text,
+            payload: Payload::Owned(bytes),
+        },
+        _ => Event::Message(Message::Binary(Payload::Owned(bytes))),
     }
 }
 

@@ -42,7 +42,7 @@ pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use decoder::{Decoded, Decoder, DecoderConfig, Role};
+pub use decoder::{Allocate, BufferSource, Decoded, Decoder, DecoderConfig, DirectRead, Role};
 pub use encoder::Encoder;
 pub use error::{ErrorKind, ProtocolError};
 pub use frame::{FrameHeader, HeaderDecode, OpCode};

@@ -31,6 +31,15 @@ impl Payload<'_> {
     pub fn is_borrowed(&self) -> bool {
         matches!(self, Payload::Borrowed(_))
     }
+
+    /// The bytes as `Bytes` when they are owned (a clone is a reference
+    /// count, not a copy); `None` when borrowed.
+    pub fn as_owned(&self) -> Option<&Bytes> {
+        match self {
+            Payload::Borrowed(_) => None,
+            Payload::Owned(b) => Some(b),
+        }
+    }
 }
 
 impl Deref for Payload<'_> {
@@ -79,6 +88,11 @@ impl<'a> TextPayload<'a> {
     pub fn into_payload(self) -> Payload<'a> {
         self.0
     }
+
+    /// The underlying payload (owned or borrowed).
+    pub fn payload(&self) -> &Payload<'a> {
+        &self.0
+    }
 }
 
 impl Deref for TextPayload<'_> {
@@ -103,6 +117,15 @@ impl Message<'_> {
         match self {
             Message::Text(t) => t.as_str().as_bytes(),
             Message::Binary(b) => b,
+        }
+    }
+
+    /// The message bytes as `Bytes` when the decoder reassembled them
+    /// (owned); `None` when they are borrowed from a receive buffer.
+    pub fn as_owned(&self) -> Option<&Bytes> {
+        match self {
+            Message::Text(t) => t.payload().as_owned(),
+            Message::Binary(b) => b.as_owned(),
         }
     }
 

@@ -5,7 +5,10 @@
 //! and error as the whole-buffer run (which takes the zero-copy paths);
 //! (3) every text event is valid UTF-8 by std's check; control payloads
 //! are at most 125 bytes; (4) the decoder is idle after a complete message
-//! when the whole input was consumed.
+//! when the whole input was consumed; (5) with `flags & 8`, a third run
+//! reads payloads straight into the decoder's message buffer whenever it
+//! lends it (`lend_direct` / `direct_done`, loans filled 0..=32 bytes at
+//! a time), and gives the same events and error again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -67,6 +70,57 @@ fn run(dec: &mut Decoder, chunks: &[&[u8]]) -> (Vec<Ev>, Option<ringwire_parser:
     (events, None)
 }
 
+/// Like `run` over `chunks` concatenated, but whenever the decoder lends
+/// its message buffer the next bytes are read into the loan instead.
+fn run_direct(
+    dec: &mut Decoder,
+    stream: &[u8],
+    chunks: &[&[u8]],
+    seed: u32,
+) -> (Vec<Ev>, Option<ringwire_parser::ErrorKind>) {
+    let mut events = Vec::new();
+    let mut pos = 0;
+    let mut sizes = chunks.iter().map(|c| c.len()).cycle();
+    let mut x = seed | 1;
+    let mut empty = 0;
+    while pos < stream.len() {
+        if empty < 2
+            && let Some(mut loan) = dec.lend_direct((x & 7) as usize)
+        {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let n = ((x >> 16) % 33) as usize;
+            let end = (pos + n.min(loan.want())).min(stream.len());
+            assert_eq!(loan.fill_from(&stream[pos..end]), end - pos);
+            empty = if end == pos { empty + 1 } else { 0 };
+            pos = end;
+            match dec.direct_done(loan) {
+                Ok(Some(e)) => events.push(own(&e)),
+                Ok(None) => {}
+                Err(e) => return (events, Some(e.kind())),
+            }
+            continue;
+        }
+        empty = 0;
+        let end = (pos + sizes.next().unwrap_or(1)).min(stream.len());
+        let mut buf = stream[pos..end].to_vec();
+        pos = end;
+        let mut at = 0;
+        loop {
+            match dec.decode(&mut buf[at..]) {
+                Ok(d) => {
+                    at += d.consumed;
+                    match d.event {
+                        Some(e) => events.push(own(&e)),
+                        None => break,
+                    }
+                }
+                Err(e) => return (events, Some(e.kind())),
+            }
+        }
+    }
+    (events, None)
+}
+
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
         return;
@@ -97,4 +151,8 @@ fuzz_target!(|data: &[u8]| {
     let mut dec = Decoder::new(role, config);
     let chunked = run(&mut dec, &chunks);
     assert_eq!(whole, chunked);
+    if flags & 8 != 0 {
+        let direct = run_direct(&mut Decoder::new(role, config), stream, &chunks, seed as u32);
+        assert_eq!(whole, direct);
+    }
 });

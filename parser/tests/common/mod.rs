@@ -214,3 +214,59 @@ pub mod strategies {
         .prop_map(|groups| groups.into_iter().flatten().collect())
     }
 }
+
+/// Feeds `stream` the way a reactor with direct reads does: whenever the
+/// decoder lends its message buffer (`lend_direct(min)`), the next bytes
+/// are "read" straight into the loan (`reads` gives how many each time,
+/// cycling, 0 included); otherwise the next `chunk` bytes go through
+/// `decode` as a receive buffer. Collects events until the first error.
+pub fn run_direct(
+    dec: &mut Decoder,
+    stream: &[u8],
+    min: usize,
+    chunk: usize,
+    reads: &[usize],
+) -> (Vec<Ev>, Option<ProtocolError>) {
+    let mut events = Vec::new();
+    let mut pos = 0;
+    let mut reads = reads.iter().cycle();
+    let mut zero_reads = 0;
+    while pos < stream.len() {
+        if let Some(mut loan) = dec.lend_direct(min) {
+            assert!(loan.want() >= min.max(1));
+            let n = *reads.next().unwrap_or(&usize::MAX);
+            let end = pos.saturating_add(n.min(loan.want())).min(stream.len());
+            // A short or empty read must not lose the loan's place.
+            let got = loan.fill_from(&stream[pos..end]);
+            assert_eq!(got, end - pos);
+            pos = end;
+            zero_reads = if got == 0 { zero_reads + 1 } else { 0 };
+            match dec.direct_done(loan) {
+                Ok(Some(e)) => events.push(own(&e)),
+                Ok(None) => {}
+                Err(e) => return (events, Some(e)),
+            }
+            if zero_reads < 3 {
+                continue;
+            }
+        }
+        zero_reads = 0;
+        let end = (pos + chunk.max(1)).min(stream.len());
+        let mut buf = stream[pos..end].to_vec();
+        pos = end;
+        let mut at = 0;
+        loop {
+            match dec.decode(&mut buf[at..]) {
+                Ok(d) => {
+                    at += d.consumed;
+                    match d.event {
+                        Some(e) => events.push(own(&e)),
+                        None => break,
+                    }
+                }
+                Err(e) => return (events, Some(e)),
+            }
+        }
+    }
+    (events, None)
+}
