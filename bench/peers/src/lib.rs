@@ -6,6 +6,8 @@
 //! every text and binary message back with the same kind. SIGTERM/SIGINT keep
 //! their default action (the process just exits).
 
+pub mod raw_client;
+
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
