@@ -29,8 +29,8 @@
 #   --cpu-table       the server's CPU time per message (issue #14 item 6):
 #                     16 B ×16, 1 KiB ×4 (text), 16 KiB, 8 × 1 MiB, both
 #                     generators, ringwire and the Rust peers; the table goes
-#                     between the cpu-table markers of BENCHMARKS.md. About
-#                     13 minutes with the defaults on a 2-core machine.
+#                     between the cpu-table markers of BENCHMARKS.md. Defaults
+#                     4 rounds × 3 s: 160 runs of ~4.5 s, about 12 minutes.
 #
 # Environment (all optional):
 #   GEN=ringwire|raw|both  which generator(s) (default both); every table and
@@ -63,7 +63,15 @@
 # counts than 1/1, `compare-serverN-genM`), `cpu-table` (`cpu-table-serverN-genM`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmdline="bench/compare.sh${*:+ $*}"
+# The command line as it could be typed again (with the variables that shape the run).
+cmdline=""
+for v in GEN SETTINGS BASE_BIN BASE_DESC; do
+  [[ -n ${!v:-} ]] && cmdline+="$v=\"${!v}\" "
+done
+cmdline+="bench/compare.sh"
+for a in "$@"; do
+  if [[ $a == *[[:space:]]* ]]; then cmdline+=" \"$a\""; else cmdline+=" $a"; fi
+done
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -141,6 +149,7 @@ if [[ " $SERVERS " =~ \ (uws|ws)\  ]]; then bench/peers/install.sh >/dev/null; f
 bin=./target/release/ringwire
 raw=./target/release/raw-echo-client
 hz=$(getconf CLK_TCK)
+window=$(awk -v s="$SECS" 'BEGIN { w = s - 0.6; print (w < 0.5 ? 0.5 : w) }')
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 start_server() { # name -> pid on stdout
@@ -166,9 +175,17 @@ start_server() { # name -> pid on stdout
   echo "$name did not start" >&2; kill $pid 2>/dev/null; return 1
 }
 
+# Gone, or a zombie: the server was started in a command substitution, so
+# it is not our child, and whoever reaps it may take seconds to.
+gone() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 0
+  [[ -z $st || $st == Z* ]]
+}
+
 stop_server() {
   kill "$1" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+  for _ in $(seq 100); do gone "$1" && return 0; sleep 0.05; done
   kill -9 "$1" 2>/dev/null || true
 }
 
@@ -195,7 +212,7 @@ measure() {
   local genpid=$!
   sleep 1.3
   local s0 t0; s0=$(cpu_ticks "$srv"); t0=$(date +%s.%N)
-  sleep "$(python3 -c "print(max(0.5, $SECS - 0.6))")"
+  sleep "$window"
   local s1 t1; s1=$(cpu_ticks "$srv"); t1=$(date +%s.%N)
   wait $genpid || true
   stop_server "$srv"
@@ -252,7 +269,9 @@ rate_runs=0
 if ((!CPU_TABLE)) && [[ " ${gens[*]} " == *" ringwire "* ]]; then rate_runs=1; fi
 n_servers=$(wc -w <<<"$SERVERS")
 runs=$((ROUNDS * n_servers * (${#settings[@]} * ${#gens[@]} + rate_runs)))
-echo "compare.sh: $runs runs of ~$((SECS + 2)) s (about $(((runs * (SECS + 2) + 59) / 60)) min); $layout; generators: ${gens[*]}" >&2
+# Each run: SECS + ~1.5 s (1 s warm-up, start, stop, a pause for the port).
+echo "compare.sh: $runs runs of ~$SECS.5 s (about $(((runs * (2 * SECS + 3) / 2 + 59) / 60)) min); $layout; generators: ${gens[*]}" >&2
+began=$SECONDS
 
 : >"$out.jsonl"
 for round in $(seq "$ROUNDS"); do
@@ -296,3 +315,4 @@ mode=compare
 COMPARE_MODE=$mode COMPARE_CMD="$cmdline" COMPARE_LAYOUT="$layout" \
   SERVER_CORES=$SERVER_CORES GEN_CORES=$GEN_CORES \
   python3 bench/scripts/compare_report.py "$out.jsonl" "$out" "$(git rev-parse --short HEAD)" "$ROUNDS" "$SECS"
+echo "compare.sh: $runs runs in $(((SECONDS - began) / 60)) min $(((SECONDS - began) % 60)) s" >&2
