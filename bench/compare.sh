@@ -314,5 +314,5 @@ mode=compare
 ((CPU_TABLE)) && mode=cpu-table
 COMPARE_MODE=$mode COMPARE_CMD="$cmdline" COMPARE_LAYOUT="$layout" \
   SERVER_CORES=$SERVER_CORES GEN_CORES=$GEN_CORES \
-  python3 bench/scripts/compare_report.py "$out.jsonl" "$out" "$(git rev-parse --short HEAD)" "$ROUNDS" "$SECS"
+  python3 bench/scripts/compare_report.py "$out.jsonl" "$out" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ROUNDS" "$SECS"
 echo "compare.sh: $runs runs in $(((SECONDS - began) / 60)) min $(((SECONDS - began) % 60)) s" >&2
