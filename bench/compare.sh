@@ -270,7 +270,7 @@ if ((!CPU_TABLE)) && [[ " ${gens[*]} " == *" ringwire "* ]]; then rate_runs=1; f
 n_servers=$(wc -w <<<"$SERVERS")
 runs=$((ROUNDS * n_servers * (${#settings[@]} * ${#gens[@]} + rate_runs)))
 # Each run: SECS + ~1.5 s (1 s warm-up, start, stop, a pause for the port).
-echo "compare.sh: $runs runs of ~$SECS.5 s (about $(((runs * (2 * SECS + 3) / 2 + 59) / 60)) min); $layout; generators: ${gens[*]}" >&2
+echo "compare.sh: $runs runs of ~$((SECS + 1)).5 s (about $(((runs * (2 * SECS + 3) / 2 + 59) / 60)) min); $layout; generators: ${gens[*]}" >&2
 began=$SECONDS
 
 : >"$out.jsonl"
