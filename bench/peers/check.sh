@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the echo peers: starts each on a free loopback port (pinned to
-# CPU 1, as bench/compare.sh does), runs `ringwire load echo` against it
+# CPU 1, as bench/compare.sh does), runs `ringwire load echo` and
+# raw-echo-client (the generator written apart from the engine) against it
 # (1 KiB text, 16 conns x 4 in flight; then 1 MiB binary, 1 conn), requires
 # "mismatches":0 and "errors_total":0, checks with node/check-kinds.js that
 # echoes keep their kind (text/binary; the load generator does not check
@@ -36,14 +37,22 @@ for p in "${peers[@]}"; do
     sleep 0.1
   done
   for load in "--conns 16 --in-flight 4 --size 1024 --text" "--conns 1 --in-flight 1 --size 1048576"; do
-    # shellcheck disable=SC2086
-    out=$(taskset -c 0 ./target/release/ringwire load echo "ws://127.0.0.1:$port/" $load \
-      --duration 2s --warmup 500ms --json 2>>"/tmp/ringwire-load-$p.log") || out="{\"load_failed\":$?}"
-    ok=no
-    if grep -q '"mismatches":0' <<<"$out" && grep -q '"errors_total":0' <<<"$out"; then ok=yes; fi
-    rate=$(grep -o '"msgs_per_sec":[0-9.]*' <<<"$out" | cut -d: -f2)
-    printf '%-18s %-42s msgs_per_sec=%-12s ok=%s\n' "$p" "$load" "${rate:-?}" "$ok"
-    [[ $ok == yes ]] || { fail=1; echo "$out" >&2; }
+    for gen in ringwire raw; do
+      if [[ $gen == raw ]]; then
+        # shellcheck disable=SC2086
+        out=$(taskset -c 0 ./target/release/raw-echo-client "ws://127.0.0.1:$port/" $load \
+          --duration 2s --warmup 500ms --connect-timeout 10s 2>>"/tmp/ringwire-load-$p.log") || out="{\"load_failed\":$?}"
+      else
+        # shellcheck disable=SC2086
+        out=$(taskset -c 0 ./target/release/ringwire load echo "ws://127.0.0.1:$port/" $load \
+          --duration 2s --warmup 500ms --json 2>>"/tmp/ringwire-load-$p.log") || out="{\"load_failed\":$?}"
+      fi
+      ok=no
+      if grep -q '"mismatches":0' <<<"$out" && grep -q '"errors_total":0' <<<"$out"; then ok=yes; fi
+      rate=$(grep -o '"msgs_per_sec":[0-9.]*' <<<"$out" | cut -d: -f2)
+      printf '%-18s %-8s %-42s msgs_per_sec=%-12s ok=%s\n' "$p" "$gen" "$load" "${rate:-?}" "$ok"
+      [[ $ok == yes ]] || { fail=1; echo "$out" >&2; }
+    done
   done
   if kinds=$(timeout 20 node bench/peers/node/check-kinds.js "ws://127.0.0.1:$port/any/path"); then
     printf '%-18s %s\n' "$p" "$kinds"

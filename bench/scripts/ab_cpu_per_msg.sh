@@ -6,7 +6,8 @@
 # Server: one reactor pinned to CPU 1; generator on CPU 0: B's `ringwire
 # load`, or with GEN=node a client that is not ours (node `ws` with
 # bufferutil, bench/peers/node/ws-echo-client.js; bench/peers/install.sh
-# installs it). CPU time (utime+stime) and minor faults come from /proc/PID/stat
+# installs it), or with GEN=raw raw-echo-client (bench/peers, std + libc
+# only; RAW= its path, default target/release/raw-echo-client). CPU time (utime+stime) and minor faults come from /proc/PID/stat
 # over a 4 s window inside each 5 s run. Loopback only, bounded in time.
 set -euo pipefail
 A=${A:?set A to the baseline binary}
@@ -21,7 +22,10 @@ for round in $(seq "$ROUNDS"); do for side in A B; do for be in uring epoll; do
   taskset -c 1 "$bin" serve --listen 127.0.0.1:$PORT --backend $be --reactors 1 >/dev/null 2>&1 & sp=$!
   sleep 0.4
   json=$(mktemp)
-  if [[ ${GEN:-ringwire} == node ]]; then
+  if [[ ${GEN:-ringwire} == raw ]]; then
+    taskset -c 0 "${RAW:-target/release/raw-echo-client}" "ws://127.0.0.1:$PORT/echo" --conns "$CONNS" --inflight 1 \
+      --size "$SIZE" --duration 5 --warmup 1 >"$json" 2>/dev/null & lp=$!
+  elif [[ ${GEN:-ringwire} == node ]]; then
     taskset -c 0 "${NODE:-node}" bench/peers/node/ws-echo-client.js ws://127.0.0.1:$PORT/echo \
       "$CONNS" "$SIZE" 5 1 >"$json" 2>/dev/null & lp=$!
   else

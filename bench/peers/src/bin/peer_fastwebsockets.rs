@@ -4,7 +4,8 @@
 //! `upgrade`; `hyper-util`'s `TokioIo`), as in the library's echo_server
 //! example: an HTTP/1 connection task per TCP connection whose service
 //! upgrades any request on any path, then one `unconstrained` task per
-//! WebSocket running the echo loop, on one tokio current-thread runtime.
+//! WebSocket running the echo loop, on one tokio current-thread runtime
+//! (`--workers N` > 1: a multi-thread runtime with N workers).
 //!
 //! Echo loop: the library's own (its echo_server example): a
 //! `FragmentCollector` (reassembles fragmented messages, validates UTF-8 of
@@ -21,7 +22,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use ringwire_peers::{MAX_MESSAGE, accept, bind, listen_addr};
+use ringwire_peers::{MAX_MESSAGE, accept, bind};
 
 const PEER: &str = "peer-fastwebsockets";
 
@@ -50,8 +51,9 @@ async fn upgrade_any(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>
 }
 
 fn main() {
-    let addr = listen_addr(PEER);
-    ringwire_peers::run_single_threaded(async move {
+    let args = ringwire_peers::args(PEER);
+    let addr = args.addr;
+    ringwire_peers::run(PEER, args.workers, async move {
         let listener = bind(PEER, addr).await;
         loop {
             let stream = accept(PEER, &listener).await;

@@ -1,6 +1,7 @@
 //! tokio-tungstenite 0.30 echo peer: `peer-tokio-tungstenite 127.0.0.1:PORT`.
 //!
-//! One tokio current-thread runtime; one task per connection, each run
+//! One tokio current-thread runtime (`--workers N` > 1: a multi-thread
+//! runtime with N workers); one task per connection, each run
 //! `unconstrained` (as the fastwebsockets and tokio-websockets echo examples
 //! do, so all three Rust peers are scheduled alike). The handshake is
 //! `accept_async_with_config`, which answers any path.
@@ -14,15 +15,16 @@
 //! size limits are set explicitly (64 MiB message, 16 MiB frame: tungstenite's
 //! defaults too, spelled out so 1 MiB echoes are visibly allowed).
 
-use ringwire_peers::{MAX_FRAME, MAX_MESSAGE, accept, bind, echo_feed_flush, listen_addr};
+use ringwire_peers::{MAX_FRAME, MAX_MESSAGE, accept, bind, echo_feed_flush};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const PEER: &str = "peer-tokio-tungstenite";
 
 fn main() {
-    let addr = listen_addr(PEER);
-    ringwire_peers::run_single_threaded(async move {
+    let args = ringwire_peers::args(PEER);
+    let addr = args.addr;
+    ringwire_peers::run(PEER, args.workers, async move {
         let listener = bind(PEER, addr).await;
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))

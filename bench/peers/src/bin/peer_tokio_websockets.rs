@@ -4,7 +4,8 @@
 //! `simd` feature: its SIMD masking and UTF-8 validation (simdutf8) are
 //! always on, with runtime CPU detection.
 //!
-//! One tokio current-thread runtime; one `unconstrained` task per connection
+//! One tokio current-thread runtime (`--workers N` > 1: a multi-thread
+//! runtime with N workers); one `unconstrained` task per connection
 //! (as in the library's echo_server example). `ServerBuilder::accept`
 //! answers any path.
 //!
@@ -18,14 +19,15 @@
 //! library's echo_server example). Config is the default except the payload
 //! limit, set to 64 MiB (also the default).
 
-use ringwire_peers::{MAX_MESSAGE, accept, bind, echo_feed_flush, listen_addr};
+use ringwire_peers::{MAX_MESSAGE, accept, bind, echo_feed_flush};
 use tokio_websockets::{Config, Limits, Message, ServerBuilder};
 
 const PEER: &str = "peer-tokio-websockets";
 
 fn main() {
-    let addr = listen_addr(PEER);
-    ringwire_peers::run_single_threaded(async move {
+    let args = ringwire_peers::args(PEER);
+    let addr = args.addr;
+    ringwire_peers::run(PEER, args.workers, async move {
         let listener = bind(PEER, addr).await;
         loop {
             let stream = accept(PEER, &listener).await;
