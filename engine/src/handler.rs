@@ -213,17 +213,21 @@ impl<C> WebSocket<'_, C> {
 
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.io.send_data(self.ctx, true, text.as_bytes())
+        self.io.send_data(self.ctx, true, text.as_bytes(), None)
     }
 
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
-        self.io.send_data(self.ctx, false, data)
+        self.io.send_data(self.ctx, false, data, None)
     }
 
-    /// Queues a message of the same kind (echo).
+    /// Queues a message of the same kind (echo). A large message the
+    /// decoder reassembled (owned `Bytes`, e.g. one read straight into its
+    /// own buffer) is queued by reference: the very same bytes are sent,
+    /// with no copy, unless compression or TLS has to transform them.
     pub fn send(&mut self, msg: &Message<'_>) -> SendStatus {
-        self.io.send_data(self.ctx, msg.is_text(), msg.as_bytes())
+        self.io
+            .send_data(self.ctx, msg.is_text(), msg.as_bytes(), msg.as_owned())
     }
 
     /// Queues a ping (payload cut to 125 bytes).

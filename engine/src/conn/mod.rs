@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use ringwire_parser::{CloseCode, Decoder, Encoder, OpCode, Role};
+use bytes::Bytes;
+use ringwire_parser::frame::MAX_HEADER_LEN;
+use ringwire_parser::{CloseCode, Decoder, Encoder, FrameHeader, OpCode, Role};
 
 use crate::config::OverflowPolicy;
 use crate::handle::ConnId;
@@ -29,7 +31,7 @@ pub(crate) enum CloseStep {
 mod out;
 mod tls;
 
-pub(crate) use out::{BufPool, OutQueue};
+pub(crate) use out::{BufPool, MAX_IOV, OutQueue, SPLICE_MIN};
 pub(crate) use tls::Tls;
 
 /// The encoders are stateless: server frames unmasked, client frames
@@ -186,7 +188,7 @@ impl ConnIo {
     /// ciphertext never share a buffer.
     pub fn next_chunk(&mut self, ctx: &mut Ctx) -> &[u8] {
         if let Some(tls) = self.tls.as_mut()
-            && self.out.sent == self.out.sending.len()
+            && self.out.batch_done()
         {
             let before = self.out.buffered();
             let notify = matches!(self.closing, Closing::Flushing | Closing::FinSent)
@@ -212,6 +214,24 @@ impl ConnIo {
             ctx.charge(self.out.buffered() as isize - before as isize);
         }
         self.out.next_chunk()
+    }
+
+    /// The rest of the current batch as iovecs (see
+    /// [`OutQueue::fill_iovecs`]); with TLS, one piece of ciphertext
+    /// (encrypted now, see [`ConnIo::next_chunk`]). 0 when nothing waits.
+    pub fn fill_iovecs(&mut self, ctx: &mut Ctx, iov: &mut [libc::iovec]) -> usize {
+        if self.tls.is_none() {
+            return self.out.fill_iovecs(iov);
+        }
+        let chunk = self.next_chunk(ctx);
+        if chunk.is_empty() || iov.is_empty() {
+            return 0;
+        }
+        iov[0] = libc::iovec {
+            iov_base: chunk.as_ptr() as *mut libc::c_void,
+            iov_len: chunk.len(),
+        };
+        1
     }
 
     /// True when bytes wait to be written: queued frames, or records the
@@ -276,8 +296,7 @@ impl ConnIo {
     pub fn abandon(&mut self, ctx: &mut Ctx) {
         self.advance(ctx, Closing::Abandoned);
         if self.out.in_flight {
-            ctx.charge(-(self.out.pending.len() as isize));
-            self.out.pending = Vec::new();
+            ctx.charge(-(self.out.drop_pending() as isize));
         } else {
             ctx.charge(-(self.out.buffered() as isize));
             self.out = OutQueue::default();
@@ -380,26 +399,58 @@ impl ConnIo {
     /// freed now), a 1008 close frame follows whatever is in flight, and
     /// the socket closes after it (or at the close timeout, read or not).
     pub fn shed(&mut self, ctx: &mut Ctx, why: &'static str) {
-        ctx.charge(-(self.out.pending.len() as isize));
-        self.out.pending = Vec::new();
+        ctx.charge(-(self.out.drop_pending() as isize));
         self.fail_now(ctx, CloseCode::POLICY, why);
     }
 
-    pub fn send_data(&mut self, ctx: &mut Ctx, text: bool, payload: &[u8]) -> SendStatus {
+    /// Queues a data message. `shared`: the same bytes as `payload`, held
+    /// as `Bytes` (a reassembled message, a broadcast); a large one is
+    /// queued by reference and sent as it is, when nothing has to change
+    /// it on the way (no masking, compression or TLS).
+    pub fn send_data(
+        &mut self,
+        ctx: &mut Ctx,
+        text: bool,
+        payload: &[u8],
+        shared: Option<&Bytes>,
+    ) -> SendStatus {
         if !self.can_send() {
             return SendStatus::Closed;
         }
         if let Some(status) = self.over_limits(ctx, payload.len() + 14) {
             return status;
         }
-        self.out.reserve(payload.len() + 14, &mut ctx.pool);
-        let before = self.out.pending.len();
         let op = if text { OpCode::Text } else { OpCode::Binary };
         let deflate = self
             .extras
             .as_mut()
             .and_then(|e| e.deflate.as_mut())
             .filter(|d| d.wants(payload.len()));
+        let splice = shared.filter(|b| {
+            b.len() >= SPLICE_MIN && deflate.is_none() && self.tls.is_none() && !self.client
+        });
+        if let Some(bytes) = splice {
+            debug_assert_eq!(&bytes[..], payload);
+            let before = self.out.pending.len();
+            let header = FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: op,
+                mask: None,
+                payload_len: bytes.len() as u64,
+            };
+            let mut h = [0u8; MAX_HEADER_LEN];
+            let n = header.encode(&mut h);
+            self.out.pending.extend_from_slice(&h[..n]);
+            if self.out.push_bytes(bytes.clone()) {
+                ctx.charge((n + bytes.len()) as isize);
+                return self.queued(ctx);
+            }
+            // As many splices as one write takes: copy this one.
+            self.out.pending.truncate(before);
+        }
+        self.out.reserve(payload.len() + 14, &mut ctx.pool);
+        let before = self.out.pending.len();
         match deflate {
             Some(d) => {
                 let mut z = std::mem::take(&mut ctx.deflate.scratch);
@@ -429,9 +480,15 @@ impl ConnIo {
                 .encoder()
                 .message(&mut self.out.pending, op, payload, false),
         }
+        ctx.charge((self.out.pending.len() - before) as isize);
+        self.queued(ctx)
+    }
+
+    /// A data message was queued: counted, flushed this iteration, and
+    /// backpressure reported past the high watermark.
+    fn queued(&mut self, ctx: &mut Ctx) -> SendStatus {
         self.streaming = true;
         ctx.stats.msgs_out += 1;
-        ctx.charge((self.out.pending.len() - before) as isize);
         self.mark_dirty(ctx);
         if self.out.buffered() > ctx.limits.high_watermark {
             self.backpressured = true;
@@ -548,12 +605,13 @@ mod size_tests {
     /// permessage-deflate's state (8 B pointer, #8); 216 → 192 when the
     /// phase and its flags became the `State` enum, whose variants carry
     /// only what their phase needs, and io_uring's per-slot flags moved
-    /// into the backend (#13).
+    /// into the backend (#13); 192 → 200 for the send queue's pointer to
+    /// payloads queued by reference (vectored sends without a copy, #14).
     #[test]
     fn idle_connection_footprint() {
         let conn = std::mem::size_of::<super::Conn<()>>();
         let decoder = std::mem::size_of::<ringwire_parser::Decoder>();
-        assert!(conn <= 192, "Conn grew to {conn} bytes");
+        assert!(conn <= 200, "Conn grew to {conn} bytes");
         assert!(decoder <= 144, "Decoder grew to {decoder} bytes");
     }
 }

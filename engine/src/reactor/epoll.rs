@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Core, IoBackend};
 use crate::client::ConnectError;
-use crate::conn::{CloseStep, Closing};
+use crate::conn::{CloseStep, Closing, MAX_IOV};
 use crate::handler::Handler;
 
 /// Most bytes read from one connection per loop iteration, in receive
@@ -249,16 +249,23 @@ impl<H: Handler> IoBackend<H> for EpollBackend {
         if self.blocked.len() <= i {
             self.blocked.resize(i + 1, false);
         }
+        let mut iov = [EMPTY_IOV; MAX_IOV];
         while !self.blocked[i]
-            && let Some(chunk) = core.next_chunk(slot)
+            && let Some(n) = core.next_iovecs(slot, &mut iov)
         {
-            if chunk.is_empty() {
+            if n == 0 {
                 break;
             }
-            // SAFETY: writes from a live slice; MSG_NOSIGNAL turns a peer
-            // reset into EPIPE instead of SIGPIPE.
-            let r =
-                unsafe { libc::send(fd, chunk.as_ptr().cast(), chunk.len(), libc::MSG_NOSIGNAL) };
+            let r = if n == 1 {
+                // SAFETY: writes from the live slice the iovec describes;
+                // MSG_NOSIGNAL turns a peer reset into EPIPE instead of
+                // SIGPIPE.
+                unsafe { libc::send(fd, iov[0].iov_base, iov[0].iov_len, libc::MSG_NOSIGNAL) }
+            } else {
+                // SAFETY: the msghdr points at our `n` iovecs, each
+                // describing live queued bytes (see `Core::next_iovecs`).
+                unsafe { libc::sendmsg(fd, &msghdr(&mut iov[..n]), libc::MSG_NOSIGNAL) }
+            };
             if r >= 0 {
                 core.on_written(slot, r as usize);
                 continue;
@@ -307,6 +314,21 @@ impl<H: Handler> IoBackend<H> for EpollBackend {
     }
 }
 
+/// An unused iovec slot.
+pub(super) const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// A `msghdr` for a vectored send of `iov` (no address, no control data).
+pub(super) fn msghdr(iov: &mut [libc::iovec]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is "no name, no control".
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_iov = iov.as_mut_ptr();
+    m.msg_iovlen = iov.len() as _;
+    m
+}
+
 /// Reads until the socket is drained (edge-triggered) or the connection's
 /// budget for this iteration is spent, feeding the core; a closing
 /// connection's input is read and discarded until the peer's FIN.
@@ -322,12 +344,36 @@ fn read_some<H: Handler>(core: &mut Core<H>, slot: u32, buf: &mut [u8], peer_don
         else {
             return false;
         };
-        // SAFETY: reads into our buffer of `buf.len()` bytes.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // A frame with more payload to come than the receive buffer holds
+        // is read straight into its message's buffer (no copy).
+        let (r, asked, err) = match core.lend_direct(slot, buf.len()) {
+            Some(mut loan) => {
+                let spare = loan.spare();
+                let asked = spare.len();
+                // SAFETY: reads at most `asked` bytes into the loan's spare
+                // capacity, which stays put while we hold the loan.
+                let r = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), asked) };
+                // Before the callbacks can touch errno.
+                let err = (r < 0).then(io::Error::last_os_error);
+                if r > 0 {
+                    // SAFETY: the read initialised `r` <= `asked` bytes.
+                    unsafe { loan.assume_filled(r as usize) };
+                }
+                core.direct_done(slot, loan);
+                (r, asked, err)
+            }
+            None => {
+                // SAFETY: reads into our buffer of `buf.len()` bytes.
+                let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                let err = (r < 0).then(io::Error::last_os_error);
+                if r > 0 {
+                    core.on_data(slot, &mut buf[..r as usize]);
+                }
+                (r, buf.len(), err)
+            }
+        };
         if r > 0 {
-            let n = r as usize;
-            core.on_data(slot, &mut buf[..n]);
-            if n < buf.len() && !peer_done {
+            if (r as usize) < asked && !peer_done {
                 // A short read drained the socket; a new arrival brings a
                 // new edge.
                 return false;
@@ -335,8 +381,7 @@ fn read_some<H: Handler>(core: &mut Core<H>, slot: u32, buf: &mut [u8], peer_don
         } else if r == 0 {
             core.on_eof(slot);
             return false;
-        } else {
-            let e = io::Error::last_os_error();
+        } else if let Some(e) = err {
             match e.kind() {
                 io::ErrorKind::WouldBlock => return false,
                 io::ErrorKind::Interrupted => continue,

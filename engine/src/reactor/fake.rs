@@ -6,7 +6,9 @@
 
 use std::os::unix::net::UnixStream;
 
+use super::epoll::EMPTY_IOV;
 use super::*;
+use crate::conn::MAX_IOV;
 use crate::handle::{ConnHandle, ReactorStats, Waker};
 
 /// The far end of one connection, as the fake backend sees it.
@@ -37,6 +39,10 @@ pub(crate) struct Fake<H: Handler> {
     pub peers: Vec<Peer>,
     /// Bytes written after our FIN, or by a closed connection (must stay 0).
     pub violations: Vec<String>,
+    /// Reads go straight into a decoder's message buffer while a frame
+    /// has at least this much payload to come (as both backends do with
+    /// their receive buffer's size).
+    pub direct_min: Option<usize>,
 }
 
 impl<H: Handler> Fake<H> {
@@ -63,6 +69,7 @@ impl<H: Handler> Fake<H> {
             now,
             peers: Vec::new(),
             violations: Vec::new(),
+            direct_min: None,
         }
     }
 
@@ -132,10 +139,20 @@ impl<H: Handler> Fake<H> {
 
     /// The peer's bytes arrive (in one read); then the end-of-iteration
     /// work.
-    pub fn feed(&mut self, i: usize, bytes: &[u8]) {
+    pub fn feed(&mut self, i: usize, mut bytes: &[u8]) {
         if let Some(slot) = self.slot(i) {
-            let mut b = bytes.to_vec();
-            self.core.on_data(slot, &mut b);
+            while let Some(min) = self.direct_min
+                && !bytes.is_empty()
+                && let Some(mut loan) = self.core.lend_direct(slot, min)
+            {
+                let n = loan.fill_from(bytes);
+                bytes = &bytes[n..];
+                self.core.direct_done(slot, loan);
+            }
+            if !bytes.is_empty() {
+                let mut b = bytes.to_vec();
+                self.core.on_data(slot, &mut b);
+            }
         }
         self.flush();
     }
@@ -213,23 +230,35 @@ impl<H: Handler> Fake<H> {
         else {
             return;
         };
+        let mut iov = [EMPTY_IOV; MAX_IOV];
         while self.peers[i].reading {
-            let Some(chunk) = self.core.next_chunk(slot) else {
+            let Some(count) = self.core.next_iovecs(slot, &mut iov) else {
                 break;
             };
-            if chunk.is_empty() {
+            if count == 0 {
                 break;
             }
             let p = &mut self.peers[i];
-            let n = match p.write_limit {
-                0 => chunk.len(),
-                l => chunk.len().min(l),
-            };
+            let mut n = 0;
+            for v in &iov[..count] {
+                // SAFETY: each iovec describes live queued bytes (see
+                // `Core::next_iovecs`), untouched until `on_written`.
+                let piece =
+                    unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+                let take = match p.write_limit {
+                    0 => piece.len(),
+                    l => piece.len().min(l - n),
+                };
+                p.wire.extend_from_slice(&piece[..take]);
+                n += take;
+                if take < piece.len() {
+                    break;
+                }
+            }
             if p.fin {
                 self.violations
                     .push(format!("{n} bytes written after our FIN (slot {slot})"));
             }
-            p.wire.extend_from_slice(&chunk[..n]);
             p.written += n;
             self.core.on_written(slot, n);
         }

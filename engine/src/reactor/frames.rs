@@ -81,58 +81,125 @@ impl<H: Handler> Core<H> {
         else {
             return;
         };
-        let handler = &mut self.handler;
-        let ctx = &mut self.ctx;
         let max_message = self.cfg.max_message_size;
         let mut pos = 0;
         let mut peer_close = None;
         while pos < data.len() && io.reading_frames() {
-            let d = match decoder.decode(&mut data[pos..]) {
+            let d = match decoder.decode_pooled(&mut data[pos..], &mut self.ctx.pool) {
                 Ok(d) => d,
                 Err(e) => {
-                    if ctx.log.allow(LogKind::ProtocolError) {
-                        tracing::info!(peer = %io.peer, code = e.code().as_u16(), "protocol error: {e}");
-                    }
-                    ctx.stats.protocol_errors += 1;
-                    io.fail_now(ctx, e.code(), e.reason());
+                    decode_failed(&mut self.ctx, io, e);
                     break;
                 }
             };
             pos += d.consumed;
             let Some(event) = d.event else { break };
-            let mut ws = WebSocket {
-                io,
+            let ctx = &mut self.ctx;
+            if !dispatch(
+                &mut self.handler,
                 ctx,
-                state: user,
-            };
-            let step = catch_unwind(AssertUnwindSafe(|| {
-                deliver(handler, &mut ws, event, max_message)
-            }))
-            .unwrap_or(Step::Panicked);
-            match step {
-                Step::Continue => {}
-                Step::Fail(code, reason) => {
-                    if ctx.log.allow(LogKind::ProtocolError) {
-                        tracing::info!(peer = %io.peer, code = code.as_u16(), "{reason}: failing the connection");
-                    }
-                    ctx.stats.protocol_errors += 1;
-                    io.fail_now(ctx, code, reason);
-                    break;
-                }
-                Step::PeerClosed(code, reason) => {
-                    io.peer_closed(ctx, code);
-                    peer_close = Some((code.unwrap_or(CloseCode::NO_STATUS), reason));
-                    break;
-                }
-                Step::Panicked => {
-                    ctx.stats.panics += 1;
-                    tracing::error!(peer = %io.peer, "handler panicked: closing the connection with 1011");
-                    io.fail_now(ctx, CloseCode::INTERNAL_ERROR, "handler panic");
-                    break;
-                }
+                io,
+                user,
+                event,
+                max_message,
+                &mut peer_close,
+            ) {
+                break;
             }
         }
-        let failed = (!io.reading_frames()).then(|| io.end_report("connection lost"));
+        self.after_frames(slot, peer_close);
+    }
+
+    /// A direct read for `slot` (see [`Decoder::lend_direct`]): while a
+    /// plaintext connection's frame has at least `min` payload bytes still
+    /// to come, the decoder's message buffer to read them straight into.
+    /// Hand it back with [`Core::direct_done`], filled or not.
+    pub fn lend_direct(&mut self, slot: u32, min: usize) -> Option<DirectRead> {
+        match self.slots[slot as usize].conn.as_mut()? {
+            Conn {
+                io,
+                state: State::Open { decoder, .. },
+                ..
+            } if io.tls.is_none() && io.reading_frames() && !io.read_closed => {
+                decoder.lend_direct(min)
+            }
+            _ => None,
+        }
+    }
+
+    /// True when [`Core::lend_direct`] would lend for `slot` now.
+    pub fn wants_direct(&self, slot: u32, min: usize) -> bool {
+        match self.slots[slot as usize].conn.as_ref() {
+            Some(Conn {
+                io,
+                state: State::Open { decoder, .. },
+                ..
+            }) => {
+                io.tls.is_none()
+                    && io.reading_frames()
+                    && !io.read_closed
+                    && decoder.wants_direct(min)
+            }
+            _ => false,
+        }
+    }
+
+    /// A direct read's loan comes back with what was read into it (0 bytes
+    /// when the read failed, was cancelled or met the peer's FIN): the
+    /// bytes are unmasked and checked in place, and a message they
+    /// complete is delivered. A loan for a connection that ended meanwhile
+    /// is dropped.
+    pub fn direct_done(&mut self, slot: u32, loan: DirectRead) {
+        let n = loan.filled();
+        self.ctx.stats.bytes_in += n as u64;
+        let now = self.ctx.now;
+        let Some(Conn {
+            io,
+            state: State::Open { decoder, user },
+            last_rx,
+            ping_sent,
+            ..
+        }) = self.slots[slot as usize].conn.as_mut()
+        else {
+            return;
+        };
+        if n > 0 {
+            *last_rx = now;
+            *ping_sent = None;
+        }
+        let result = decoder.direct_done(loan);
+        if !io.reading_frames() {
+            // Closing: input is discarded, as in `on_data`.
+            return;
+        }
+        let mut peer_close = None;
+        match result {
+            Ok(None) => {}
+            Ok(Some(event)) => {
+                let max_message = self.cfg.max_message_size;
+                let ctx = &mut self.ctx;
+                dispatch(
+                    &mut self.handler,
+                    ctx,
+                    io,
+                    user,
+                    event,
+                    max_message,
+                    &mut peer_close,
+                );
+            }
+            Err(e) => decode_failed(&mut self.ctx, io, e),
+        }
+        self.after_frames(slot, peer_close);
+    }
+
+    /// After decoding: the peer's close or a failure ends the connection
+    /// for the handler.
+    fn after_frames(&mut self, slot: u32, peer_close: Option<(CloseCode, String)>) {
+        let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            return;
+        };
+        let failed = (!conn.io.reading_frames()).then(|| conn.io.end_report("connection lost"));
         if let Some((code, reason)) = peer_close {
             // The peer's close: the handler hears its code and reason.
             self.end(slot, code, &reason);
@@ -140,6 +207,59 @@ impl<H: Handler> Core<H> {
             self.end(slot, code, reason);
         }
     }
+}
+
+/// A frame that broke the protocol: logged (rate-limited), counted, and
+/// the connection failed with its close code.
+fn decode_failed(ctx: &mut Ctx, io: &mut ConnIo, e: ProtocolError) {
+    if ctx.log.allow(LogKind::ProtocolError) {
+        tracing::info!(peer = %io.peer, code = e.code().as_u16(), "protocol error: {e}");
+    }
+    ctx.stats.protocol_errors += 1;
+    io.fail_now(ctx, e.code(), e.reason());
+}
+
+/// Hands one decoded event to the handler under `catch_unwind` and applies
+/// the outcome. False when decoding must stop: the connection failed, or
+/// the peer closed (then `peer_close` holds its code and reason).
+fn dispatch<H: Handler>(
+    handler: &mut H,
+    ctx: &mut Ctx,
+    io: &mut ConnIo,
+    user: &mut H::Conn,
+    event: Event<'_>,
+    max_message: usize,
+    peer_close: &mut Option<(CloseCode, String)>,
+) -> bool {
+    let mut ws = WebSocket {
+        io,
+        ctx,
+        state: user,
+    };
+    let step = catch_unwind(AssertUnwindSafe(|| {
+        deliver(handler, &mut ws, event, max_message)
+    }))
+    .unwrap_or(Step::Panicked);
+    match step {
+        Step::Continue => return true,
+        Step::Fail(code, reason) => {
+            if ctx.log.allow(LogKind::ProtocolError) {
+                tracing::info!(peer = %io.peer, code = code.as_u16(), "{reason}: failing the connection");
+            }
+            ctx.stats.protocol_errors += 1;
+            io.fail_now(ctx, code, reason);
+        }
+        Step::PeerClosed(code, reason) => {
+            io.peer_closed(ctx, code);
+            *peer_close = Some((code.unwrap_or(CloseCode::NO_STATUS), reason));
+        }
+        Step::Panicked => {
+            ctx.stats.panics += 1;
+            tracing::error!(peer = %io.peer, "handler panicked: closing the connection with 1011");
+            io.fail_now(ctx, CloseCode::INTERNAL_ERROR, "handler panic");
+        }
+    }
+    false
 }
 
 /// What one decoded event leads to.

@@ -292,6 +292,7 @@ pub(crate) fn run(data: &[u8]) {
         next_tag: 1000,
     };
     let mut fake = Fake::new(handler, config());
+    fake.direct_min = Some(1024);
     let mut input = Input(data);
     // Dials get tags below 1000, accepted connections above.
     let mut next_dial = 0u32;

@@ -70,8 +70,8 @@ impl<H: Handler> Core<H> {
         // already went back to the sender (see `ConnHandle`).
         let _ = match out {
             // Text from a handle is a `String`, so it is valid UTF-8.
-            Outgoing::Text(b) => conn.io.send_data(ctx, true, &b),
-            Outgoing::Binary(b) => conn.io.send_data(ctx, false, &b),
+            Outgoing::Text(b) => conn.io.send_data(ctx, true, &b, Some(&b)),
+            Outgoing::Binary(b) => conn.io.send_data(ctx, false, &b, Some(&b)),
             Outgoing::Ping(b) => conn.io.send_control(ctx, ringwire_parser::OpCode::Ping, &b),
             Outgoing::Close(code, reason) => {
                 conn.io.start_close(ctx, code, &reason);

@@ -15,7 +15,7 @@
 //!
 //! A backend (`epoll`, `uring`) moves bytes between sockets and this core:
 //! it calls [`Core::on_data`] with received bytes, writes what
-//! [`Core::take_dirty`] hands it (through [`Core::next_chunk`]), and moves
+//! [`Core::take_dirty`] hands it (through [`Core::next_iovecs`]), and moves
 //! closing connections on as [`Core::close_step`] says.
 
 mod bufring;
@@ -62,7 +62,8 @@ use ringwire_parser::handshake::{
 };
 use ringwire_parser::utf8::Utf8Validator;
 use ringwire_parser::{
-    CloseCode, Decoder, DecoderConfig, Event, Message, Payload, Role, TextPayload,
+    CloseCode, Decoder, DecoderConfig, DirectRead, Event, Message, Payload, ProtocolError, Role,
+    TextPayload,
 };
 use ringwire_tls::TlsError;
 
@@ -329,14 +330,17 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// The bytes to write next for `slot` (TLS: encrypted now), or `None`
-    /// for a connection that is gone or abandoned.
-    pub fn next_chunk(&mut self, slot: u32) -> Option<&[u8]> {
+    /// The bytes to write next for `slot` as iovecs (see
+    /// [`ConnIo::fill_iovecs`]; TLS: encrypted now): how many pieces were
+    /// filled (0: nothing to write), or `None` for a connection that is
+    /// gone or abandoned. The memory stays put until `on_written` moves
+    /// past it or the slot is removed.
+    pub fn next_iovecs(&mut self, slot: u32, iov: &mut [libc::iovec]) -> Option<usize> {
         let conn = self.slots.get_mut(slot as usize)?.conn.as_mut()?;
         if conn.io.closing == Closing::Abandoned {
             return None;
         }
-        Some(conn.io.next_chunk(&mut self.ctx))
+        Some(conn.io.fill_iovecs(&mut self.ctx, iov))
     }
 
     /// The backend's eventfd fired: the mailbox has something.
@@ -426,7 +430,7 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
-        conn.io.out.advance(n);
+        conn.io.out.advance(n, &mut self.ctx.pool);
         // One write that moved twice the low mark proves a wide-open
         // window: this peer reads fast, so its socket gets the kernel's
         // autotuned buffer back (a low mark costs 18% of 1 MiB echo

@@ -70,7 +70,7 @@ impl Handler for TestHandler {
 #[derive(Debug)]
 enum Out {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     Close(Option<u16>),
 }
 
@@ -168,7 +168,7 @@ impl T {
         let consumed = d.consumed;
         let out = d.event.map(|e| match e {
             Event::Message(Message::Text(t)) => Out::Text(t.as_str().to_owned()),
-            Event::Message(Message::Binary(_)) => Out::Binary,
+            Event::Message(Message::Binary(b)) => Out::Binary(b.to_vec()),
             Event::Close(c) => Out::Close(c.code.map(|c| c.as_u16())),
             other => panic!("unexpected {other:?}"),
         });
@@ -338,6 +338,44 @@ fn half_close_flushes_the_echo() {
 
 /// The fuzz target's seeds and kept corpus (engine/fuzz) replay without
 /// breaking an invariant of the state machine (see `fuzz.rs`).
+/// Large messages split anywhere, read directly into their buffers or not,
+/// echoed by reference (spliced into the send queue) through short writes
+/// of any size: the peer gets exactly the messages it sent, in order.
+#[test]
+fn large_echo_through_direct_reads_and_spliced_sends_at_every_split() {
+    let text = "aé€😀".repeat(2000);
+    let binary: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+    let mut wire = Vec::new();
+    PEER.message(&mut wire, OpCode::Text, text.as_bytes(), false);
+    PEER.message(&mut wire, OpCode::Binary, &binary, false);
+    let small = b"small";
+    PEER.message(&mut wire, OpCode::Text, small, false);
+    let cuts: Vec<usize> = (1..16).chain((16..wire.len()).step_by(331)).collect();
+    for direct_min in [None, Some(1), Some(1024)] {
+        for write_limit in [0, 1, 4096, 9000] {
+            for &cut in &cuts {
+                let mut t = T::open(cfg());
+                t.fake.direct_min = direct_min;
+                t.fake.peers[0].write_limit = write_limit;
+                t.fake.feed(0, &wire[..cut]);
+                t.fake.feed(0, &wire[cut..]);
+                let what = format!("direct {direct_min:?}, writes of {write_limit}, cut {cut}");
+                match t.frame() {
+                    Some(Out::Text(s)) => assert!(s == text, "{what}"),
+                    other => panic!("{what}: {other:?}"),
+                }
+                match t.frame() {
+                    Some(Out::Binary(b)) => assert!(b == binary, "{what}"),
+                    other => panic!("{what}: {other:?}"),
+                }
+                t.expect_text("small");
+                assert!(t.fake.peers[0].wire.is_empty(), "{what}");
+                assert!(t.fake.violations.is_empty(), "{what}");
+            }
+        }
+    }
+}
+
 #[test]
 fn fuzz_seeds_and_corpus_replay() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");

@@ -5,6 +5,11 @@
 //!   hold none). Each completion is parsed in place and its buffer goes
 //!   straight back to the ring; a recv that ends (no `IORING_CQE_F_MORE`,
 //!   e.g. after ENOBUFS) is re-armed.
+//! - Large frames: when a frame has more payload to come than a ring buffer
+//!   holds, the multishot recv is cancelled and one-shot recvs read the
+//!   rest straight into the message's own buffer (the decoder lends it;
+//!   the backend holds the loan until the recv completes, whatever happens
+//!   to the connection meanwhile); then the multishot recv is re-armed.
 //! - Writes: at the end of each loop iteration every dirty connection gets
 //!   one send SQE for its queued bytes (one in flight per connection; short
 //!   writes continue from where they stopped).
@@ -21,8 +26,11 @@ use std::time::Duration;
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 
+use ringwire_parser::DirectRead;
+
+use super::epoll::{EMPTY_IOV, msghdr};
 use super::{Core, IoBackend, MAX_SLOTS};
-use crate::conn::{CloseStep, Closing};
+use crate::conn::{CloseStep, Closing, MAX_IOV};
 use crate::handler::Handler;
 
 /// Checks that an io_uring instance can be created here (ENOSYS, EPERM and
@@ -48,6 +56,8 @@ enum Op {
     Cancel = 4,
     Accept = 5,
     Connect = 6,
+    /// A one-shot recv into a decoder's message buffer (a large frame).
+    DirectRecv = 7,
 }
 
 use super::bufring::{BGID, BufRing};
@@ -94,6 +104,7 @@ impl UserData {
             4 => Op::Cancel,
             5 => Op::Accept,
             6 => Op::Connect,
+            7 => Op::DirectRecv,
             _ => return None,
         };
         Some(UserData {
@@ -119,7 +130,7 @@ fn build_ring(entries: u32) -> io::Result<IoUring> {
 fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
     loop {
         // SAFETY: every buffer an SQE points to (send queues, the wake
-        // counter, provided buffers) outlives the operation: see the
+        // counter, provided buffers, lent message buffers) outlives the operation: see the
         // slot-freeing rule in `UringBackend::flush` and `close_all`.
         if unsafe { ring.submission().push(e) }.is_ok() {
             return Ok(());
@@ -133,10 +144,38 @@ fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
 /// can still complete.
 #[derive(Debug, Clone, Copy, Default)]
 struct SlotOps {
-    /// A multishot recv (or a connecting socket's poll) is armed.
+    /// A multishot recv (or a connecting socket's poll, or a direct recv)
+    /// is armed.
     recv: bool,
+    /// The armed recv is a direct one (its loan is in `loans`).
+    direct: bool,
+    /// The multishot recv is being cancelled to switch to direct recvs.
+    stopping: bool,
+    /// Recvs left in one-shot mode: a connection that just read a large
+    /// frame directly arms one buffer-ring recv at a time, so that the next
+    /// large frame's payload is not swallowed by a multishot recv before
+    /// its header is seen; back to multishot after this many recvs without
+    /// a large frame.
+    oneshot: u8,
     /// Cancels for this connection's operations are submitted.
     cancelled: bool,
+}
+
+/// A vectored send's header and pieces, where the kernel can read them
+/// until the send completes.
+struct SendMsgBuf {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; MAX_IOV],
+}
+
+impl SendMsgBuf {
+    fn boxed() -> Box<SendMsgBuf> {
+        let mut iov = [EMPTY_IOV; MAX_IOV];
+        Box::new(SendMsgBuf {
+            hdr: msghdr(&mut iov[..0]),
+            iov,
+        })
+    }
 }
 
 /// The io_uring backend's state besides the core. Fields drop in order:
@@ -151,7 +190,22 @@ pub(crate) struct UringBackend {
     accept_paused: bool,
     cqes: Vec<(u64, i32, u32)>,
     ops: Vec<SlotOps>,
+    /// The msghdr and iovecs of vectored sends in flight, by slot, and
+    /// spare ones (at most one per connection sending at once).
+    msgs_in_flight: std::collections::HashMap<u32, Box<SendMsgBuf>>,
+    #[allow(clippy::vec_box)] // boxed so that handing one out moves no iovecs
+    msgs: Vec<Box<SendMsgBuf>>,
+    /// Message buffers lent to direct recvs in flight, by slot.
+    loans: std::collections::HashMap<u32, DirectRead>,
+    /// Frames with at least this much payload to come are read directly.
+    direct_min: usize,
+    /// Size of the ring's buffers.
+    buf_size: u32,
 }
+
+/// One-shot recvs a connection arms after a direct read before it goes
+/// back to a multishot recv (see `SlotOps::oneshot`).
+const ONESHOT_RECVS: u8 = 16;
 
 impl UringBackend {
     pub fn new<H: Handler>(core: &Core<H>) -> io::Result<UringBackend> {
@@ -167,6 +221,11 @@ impl UringBackend {
             accept_paused: false,
             cqes: Vec::with_capacity(1024),
             ops: Vec::new(),
+            loans: std::collections::HashMap::new(),
+            msgs_in_flight: std::collections::HashMap::new(),
+            msgs: Vec::new(),
+            direct_min: core.config().recv_buffer_size,
+            buf_size: core.config().recv_buffer_size as u32,
         };
         b.arm_wake()?;
         b.arm_accept()?;
@@ -211,10 +270,21 @@ impl UringBackend {
         if c.io.closing == Closing::Abandoned || c.io.read_closed || self.ops(slot).recv {
             return Ok(());
         }
-        let e = opcode::RecvMulti::new(Fd(fd), BGID)
-            .build()
-            .user_data(UserData::conn(slot, generation, Op::Recv));
-        self.ops(slot).recv = true;
+        let user_data = UserData::conn(slot, generation, Op::Recv);
+        let ops = self.ops(slot);
+        ops.recv = true;
+        let e = if ops.oneshot > 0 {
+            ops.oneshot -= 1;
+            opcode::Recv::new(Fd(fd), std::ptr::null_mut(), self.buf_size)
+                .buf_group(BGID)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+                .user_data(user_data)
+        } else {
+            opcode::RecvMulti::new(Fd(fd), BGID)
+                .build()
+                .user_data(user_data)
+        };
         push(&mut self.ring, &e)
     }
 
@@ -257,14 +327,92 @@ impl UringBackend {
             // peer's FIN, unless it was abandoned or its recv cancelled.
             let ops = self.ops(slot);
             ops.recv = false;
+            ops.stopping = false;
             if !ops.cancelled && res != 0 {
                 if res == -libc::ENOBUFS {
                     // All buffers are out: publish what came back before
                     // asking again.
                     self.bufs.publish();
                 }
-                self.arm_recv(core, slot)?;
+                self.read_on(core, slot, generation)?;
             }
+        } else if res > 0 && core.wants_direct(slot, self.direct_min) {
+            // A large frame: stop the multishot recv (what it still
+            // delivers is decoded as usual), then read the rest directly.
+            let ops = self.ops(slot);
+            if !ops.stopping && !ops.cancelled {
+                ops.stopping = true;
+                let e = opcode::AsyncCancel::new(UserData::conn(slot, generation, Op::Recv))
+                    .build()
+                    .user_data(UserData::conn(slot, generation, Op::Cancel));
+                push(&mut self.ring, &e)?;
+            }
+        }
+        Self::check_close(core, slot);
+        Ok(())
+    }
+
+    /// Reading goes on after a recv ended: a direct recv into the message
+    /// buffer while a large frame's payload is still to come, else the
+    /// multishot recv.
+    fn read_on<H: Handler>(
+        &mut self,
+        core: &mut Core<H>,
+        slot: u32,
+        generation: u32,
+    ) -> io::Result<()> {
+        let Some(mut loan) = core.lend_direct(slot, self.direct_min) else {
+            return self.arm_recv(core, slot);
+        };
+        let fd = core
+            .conn(slot)
+            .expect("a loan comes from a live slot")
+            .raw_fd();
+        let spare = loan.spare();
+        let e = opcode::Recv::new(Fd(fd), spare.as_mut_ptr().cast(), spare.len() as u32)
+            .build()
+            .user_data(UserData::conn(slot, generation, Op::DirectRecv));
+        // The loan's memory stays put in the map until the completion.
+        self.loans.insert(slot, loan);
+        let ops = self.ops(slot);
+        ops.recv = true;
+        ops.direct = true;
+        ops.oneshot = ONESHOT_RECVS;
+        push(&mut self.ring, &e)
+    }
+
+    /// A direct recv completed: its bytes go back to the decoder with the
+    /// loan; reading goes on while the connection reads.
+    fn on_direct_recv<H: Handler>(
+        &mut self,
+        core: &mut Core<H>,
+        slot: u32,
+        generation: u32,
+        res: i32,
+    ) -> io::Result<()> {
+        let ops = self.ops(slot);
+        ops.recv = false;
+        ops.direct = false;
+        let cancelled = ops.cancelled;
+        let Some(mut loan) = self.loans.remove(&slot) else {
+            return Ok(());
+        };
+        if core.generation(slot) != Some(generation) {
+            return Ok(());
+        }
+        if res > 0 {
+            // SAFETY: the kernel wrote `res` bytes into the loan's spare
+            // capacity, which we asked it to fill at most.
+            unsafe { loan.assume_filled(res as usize) };
+        }
+        core.direct_done(slot, loan);
+        if res == 0 {
+            core.on_eof(slot);
+        } else if res < 0 && res != -libc::ECANCELED {
+            tracing::debug!("recv failed: {}", io::Error::from_raw_os_error(-res));
+            core.on_io_error(slot);
+        } else if res > 0 && !cancelled {
+            self.read_on(core, slot, generation)?;
         }
         Self::check_close(core, slot);
         Ok(())
@@ -345,7 +493,11 @@ impl<H: Handler> IoBackend<H> for UringBackend {
                     self.arm_wake()?;
                 }
                 Op::Recv => self.on_recv(core, slot, generation, res, flags)?,
+                Op::DirectRecv => self.on_direct_recv(core, slot, generation, res)?,
                 Op::Send => {
+                    if let Some(m) = self.msgs_in_flight.remove(&slot) {
+                        self.msgs.push(m);
+                    }
                     if core.generation(slot) != Some(generation) {
                         continue;
                     }
@@ -413,14 +565,32 @@ impl<H: Handler> IoBackend<H> for UringBackend {
             return Ok(());
         };
         let fd = c.raw_fd();
-        if !c.io.out.in_flight
-            && let Some(chunk) = core.next_chunk(slot)
-            && !chunk.is_empty()
+        let in_flight = c.io.out.in_flight;
+        let mut iov = [EMPTY_IOV; MAX_IOV];
+        if !in_flight
+            && let Some(n) = core.next_iovecs(slot, &mut iov)
+            && n > 0
         {
-            let e = opcode::Send::new(Fd(fd), chunk.as_ptr(), chunk.len() as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-                .user_data(UserData::conn(slot, generation, Op::Send));
+            let user_data = UserData::conn(slot, generation, Op::Send);
+            let e = if n == 1 {
+                opcode::Send::new(Fd(fd), iov[0].iov_base.cast(), iov[0].iov_len as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(user_data)
+            } else {
+                // Spliced payloads: one SENDMSG over the pieces. Its msghdr
+                // and iovecs stay put (boxed, kept by slot) until the send
+                // completes.
+                let mut m = self.msgs.pop().unwrap_or_else(SendMsgBuf::boxed);
+                m.iov[..n].copy_from_slice(&iov[..n]);
+                m.hdr = msghdr(&mut m.iov[..n]);
+                let e = opcode::SendMsg::new(Fd(fd), &m.hdr)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+                    .user_data(user_data);
+                self.msgs_in_flight.insert(slot, m);
+                e
+            };
             push(&mut self.ring, &e)?;
             if let Some(c) = core.conn_mut(slot) {
                 c.io.out.in_flight = true;
@@ -456,8 +626,9 @@ impl<H: Handler> IoBackend<H> for UringBackend {
                 // multishot recv or a connecting socket's poll, and a send
                 // in flight.
                 let armed = [
-                    (ops.recv, Op::Recv),
-                    (ops.recv, Op::Connect),
+                    (ops.recv && !ops.direct, Op::Recv),
+                    (ops.recv && !ops.direct, Op::Connect),
+                    (ops.direct, Op::DirectRecv),
                     (in_flight, Op::Send),
                 ];
                 for (_, op) in armed.into_iter().filter(|(armed, _)| *armed) {
@@ -487,10 +658,14 @@ impl<H: Handler> IoBackend<H> for UringBackend {
             ring,
             bufs,
             wake_buf,
+            loans,
+            msgs_in_flight,
             ..
         } = self;
         let _ = ring.submitter().unregister_buf_ring(BGID);
         drop(ring);
+        drop(loans);
+        drop(msgs_in_flight);
         for slot in core.live_slots() {
             core.remove(slot);
         }
@@ -512,6 +687,7 @@ mod tests {
             Op::Cancel,
             Op::Accept,
             Op::Connect,
+            Op::DirectRecv,
         ] {
             for (slot, generation) in [(0, 0), (1, 7), (MAX_SLOTS - 1, u32::MAX)] {
                 let v = UserData::conn(slot, generation, op);
