@@ -2,7 +2,7 @@
 # Server CPU time and page faults per echoed message, two `ringwire`
 # builds side by side (rounds interleaved):
 #   A=/path/to/old/ringwire B=target/release/ringwire \
-#     bench/scripts/ab_cpu_per_msg.sh [ROUNDS=3] [CONNS=8] [SIZE=1048576]
+#     bench/scripts/ab_cpu_per_msg.sh [ROUNDS=3] [CONNS=8] [SIZE=1048576]   (INFLIGHT=K messages in flight per connection, default 1)
 # Server: one reactor pinned to CPU 1; generator on CPU 0: B's `ringwire
 # load`, or with GEN=node a client that is not ours (node `ws` with
 # bufferutil, bench/peers/node/ws-echo-client.js; bench/peers/install.sh
@@ -23,13 +23,13 @@ for round in $(seq "$ROUNDS"); do for side in A B; do for be in uring epoll; do
   sleep 0.4
   json=$(mktemp)
   if [[ ${GEN:-ringwire} == raw ]]; then
-    taskset -c 0 "${RAW:-target/release/raw-echo-client}" "ws://127.0.0.1:$PORT/echo" --conns "$CONNS" --inflight 1 \
+    taskset -c 0 "${RAW:-target/release/raw-echo-client}" "ws://127.0.0.1:$PORT/echo" --conns "$CONNS" --inflight "${INFLIGHT:-1}" \
       --size "$SIZE" --duration 5 --warmup 1 >"$json" 2>/dev/null & lp=$!
   elif [[ ${GEN:-ringwire} == node ]]; then
     taskset -c 0 "${NODE:-node}" bench/peers/node/ws-echo-client.js ws://127.0.0.1:$PORT/echo \
       "$CONNS" "$SIZE" 5 1 >"$json" 2>/dev/null & lp=$!
   else
-    taskset -c 0 "$B" load echo ws://127.0.0.1:$PORT/echo --conns "$CONNS" --in-flight 1 --size "$SIZE" \
+    taskset -c 0 "$B" load echo ws://127.0.0.1:$PORT/echo --conns "$CONNS" --in-flight "${INFLIGHT:-1}" --size "$SIZE" \
       --duration 5 --warmup 1 --json >"$json" 2>/dev/null & lp=$!
   fi
   sleep 1.5
@@ -46,7 +46,7 @@ m = json.load(open(path))["msgs_per_sec"]
 d = s1 - s0
 cpu = (t1 - t0) / hz / d
 print(f"round {rnd} {side} {be:5} ({os.environ.get('GEN', 'ringwire')}): {m:10,.0f} msgs/s  CPU {cpu*100:4.0f}%  "
-      f"{cpu * 1e6 / m:8.1f} µs/msg  {(f1 - f0) / d / m:6.1f} minor faults/msg")
+      f"{cpu * 1e6 / m:9.3f} µs/msg  {(f1 - f0) / d / m:6.1f} minor faults/msg")
 PY
   rm -f "$json"
 done; done; done

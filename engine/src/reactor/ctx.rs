@@ -9,7 +9,10 @@ use super::*;
 pub(super) const MIN_FAIR_SHARE: usize = 64 << 10;
 
 /// A reactor publishes its queued-bytes count to the global total when
-/// its unpublished change reaches this (and once per loop iteration).
+/// its unpublished change reaches this, and at the end of a loop
+/// iteration when its queues are empty or the change passed a quarter of
+/// it (see `Core::publish_stats`): one shared cache line is not written by
+/// every reactor on every iteration.
 pub(super) const OUTPUT_PUBLISH_STEP: isize = 256 << 10;
 
 /// Send-side limits copied out of the config for the hot path.
