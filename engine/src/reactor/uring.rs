@@ -149,6 +149,8 @@ struct SlotOps {
     recv: bool,
     /// The armed recv is a direct one (its loan is in `loans`).
     direct: bool,
+    /// The send in flight is a SENDMSG (its msghdr is in `msgs_in_flight`).
+    sendmsg: bool,
     /// The multishot recv is being cancelled to switch to direct recvs.
     stopping: bool,
     /// Recvs left in one-shot mode: a connection that just read a large
@@ -495,7 +497,9 @@ impl<H: Handler> IoBackend<H> for UringBackend {
                 Op::Recv => self.on_recv(core, slot, generation, res, flags)?,
                 Op::DirectRecv => self.on_direct_recv(core, slot, generation, res)?,
                 Op::Send => {
-                    if let Some(m) = self.msgs_in_flight.remove(&slot) {
+                    if std::mem::take(&mut self.ops(slot).sendmsg)
+                        && let Some(m) = self.msgs_in_flight.remove(&slot)
+                    {
                         self.msgs.push(m);
                     }
                     if core.generation(slot) != Some(generation) {
@@ -589,6 +593,7 @@ impl<H: Handler> IoBackend<H> for UringBackend {
                     .build()
                     .user_data(user_data);
                 self.msgs_in_flight.insert(slot, m);
+                self.ops(slot).sendmsg = true;
                 e
             };
             push(&mut self.ring, &e)?;
