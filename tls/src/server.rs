@@ -101,6 +101,21 @@ impl ServerTls {
         Ok(ServerSession::new(conn, self.resolver.clone()))
     }
 
+    /// The same certificates, offering TLS 1.2 only (for tests of the TLS 1.2 record layer).
+    #[cfg(test)]
+    pub(crate) fn tls12_only(&self) -> ServerTls {
+        let mut config = ServerConfig::builder_with_provider(provider().clone())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("the ring provider supports TLS 1.2")
+            .with_no_client_auth()
+            .with_cert_resolver(self.resolver.clone());
+        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        ServerTls {
+            config: Arc::new(config),
+            resolver: self.resolver.clone(),
+        }
+    }
+
     /// The underlying rustls configuration (read-only), e.g. to inspect cipher suites.
     pub fn rustls_config(&self) -> &Arc<ServerConfig> {
         &self.config

@@ -1004,6 +1004,278 @@ impl RustlsSide for ClientSession {
 mod tests {
     use super::*;
 
+    use crate::{ClientTls, ServerTls};
+
+    /// A server and a client session with the handshake done (TLS 1.3, or 1.2 with `tls12`).
+    fn connected(tls12: bool) -> (ServerSession, ClientSession) {
+        let (server_tls, cert) = ServerTls::self_signed_localhost().unwrap();
+        let server_tls = if tls12 {
+            server_tls.tls12_only()
+        } else {
+            server_tls
+        };
+        let client_tls = ClientTls::pinned_sha256(&cert.sha256_fingerprint).unwrap();
+        let mut s = server_tls.new_session().unwrap();
+        let mut c = client_tls.new_session("localhost").unwrap();
+        assert!(handshake(&mut s, &mut c).is_empty());
+        let want = if tls12 {
+            rustls::ProtocolVersion::TLSv1_2
+        } else {
+            rustls::ProtocolVersion::TLSv1_3
+        };
+        assert_eq!(c.common().protocol_version(), Some(want));
+        (s, c)
+    }
+
+    /// Pumps until both are done; returns what the server received.
+    fn handshake(s: &mut ServerSession, c: &mut ClientSession) -> Vec<u8> {
+        let mut received = Vec::new();
+        for _ in 0..16 {
+            let mut wire = Vec::new();
+            c.take_ciphertext(&mut wire);
+            s.decrypt_into(&mut wire, &mut received).unwrap();
+            let mut wire = Vec::new();
+            s.take_ciphertext(&mut wire);
+            c.decrypt_into(&mut wire, &mut Vec::new()).unwrap();
+            if !s.is_handshaking() && !c.is_handshaking() && !s.wants_write() && !c.wants_write() {
+                return received;
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    /// Deterministic bytes.
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// `sizes` written by `from` with one `encrypt_into` each (so one or more records each);
+    /// returns the wire bytes and the plaintext.
+    fn records(from: &mut dyn TlsSession, sizes: &[usize], seed: u8) -> (Vec<u8>, Vec<u8>) {
+        let mut wire = Vec::new();
+        let mut plain = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let data = bytes(n, seed.wrapping_add(i as u8));
+            from.encrypt_into(&data, &mut wire).unwrap();
+            plain.extend_from_slice(&data);
+        }
+        (wire, plain)
+    }
+
+    /// Feeds `wire` to `to` in pieces cut at `cuts` (ascending), each piece in its own
+    /// (mutable) buffer; checks the carried bytes stay within one record once the handshake
+    /// is done; returns the plaintext.
+    fn feed_cut<S: RustlsSide>(to: &mut S, wire: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = vec![0xEE]; // appended to, never overwritten
+        let mut from = 0;
+        for &cut in cuts.iter().chain([wire.len()].iter()) {
+            let mut piece = wire[from..cut].to_vec();
+            let before = out.len();
+            let n = to.decrypt_into(&mut piece, &mut out).unwrap();
+            assert_eq!(n, out.len() - before);
+            if !to.is_handshaking() {
+                assert!(to.core().carry.len() <= MAX_RECORD, "carry bounded");
+            }
+            from = cut;
+        }
+        assert!(to.core().carry.is_empty(), "nothing left over");
+        assert_eq!(out[0], 0xEE);
+        out.remove(0);
+        out
+    }
+
+    /// Multi-record input split into two and three inputs at every byte offset: the
+    /// plaintext comes out whole and in order, TLS 1.3 and 1.2.
+    #[test]
+    fn decrypt_in_place_at_every_split() {
+        for tls12 in [false, true] {
+            let (mut s, mut c) = connected(tls12);
+            // Several small records: every pair of cuts.
+            let sizes = [1, 40, 0, 7, 90];
+            let (wire, plain) = records(&mut c, &sizes, 0);
+            assert_eq!(feed_cut(&mut s, &wire, &[]), plain);
+            let n = wire.len();
+            for a in 0..=n {
+                for b in a..=n {
+                    let (wire, plain) = records(&mut c, &sizes, (a + b) as u8);
+                    assert_eq!(wire.len(), n);
+                    assert_eq!(feed_cut(&mut s, &wire, &[a, b]), plain, "cuts {a} {b}");
+                }
+            }
+            // Full 16 KiB records around small ones: every single cut, and a second cut a
+            // little after it (a record split across three inputs).
+            let sizes = [16 * 1024 + 10, 3, 1];
+            let (wire, plain) = records(&mut c, &sizes, 0);
+            assert_eq!(feed_cut(&mut s, &wire, &[]), plain);
+            let n = wire.len();
+            for a in 0..=n {
+                let (wire, plain) = records(&mut c, &sizes, a as u8);
+                let cuts: &[usize] = match a % 3 {
+                    0 => &[a],
+                    1 => &[a, (a + 3).min(n)],
+                    _ => &[a, (a + 4099).min(n)],
+                };
+                assert_eq!(feed_cut(&mut s, &wire, cuts), plain, "cuts {cuts:?}");
+            }
+            // The other way, larger, a few cuts only.
+            let (wire, plain) = records(&mut s, &[16 * 1024, 3, 40_000, 1], 9);
+            let cuts: Vec<usize> = (1..wire.len()).step_by(1777).collect();
+            assert_eq!(feed_cut(&mut c, &wire, &cuts), plain);
+        }
+    }
+
+    /// Handshake messages and application data in the same input, split at every offset:
+    /// both sides write before the handshake is done (buffered, then sent with or right after
+    /// their last handshake flight: the client's Finished, the server's tickets); every flight
+    /// of the handshake, one at a time, is fed cut in two at every offset (a few for the one
+    /// carrying the 20 KB response).
+    #[test]
+    fn handshake_interleaved_with_data_at_every_split() {
+        for tls12 in [false, true] {
+            let (server_tls, cert) = ServerTls::self_signed_localhost().unwrap();
+            let server_tls = if tls12 {
+                server_tls.tls12_only()
+            } else {
+                server_tls
+            };
+            let client_tls = ClientTls::pinned_sha256(&cert.sha256_fingerprint).unwrap();
+            let request = bytes(300, 1);
+            let response = bytes(20_000, 2);
+            // Runs a handshake, cutting flight `cut.0` at `cut.1`; returns the flights' sizes.
+            let run = |cut: Option<(usize, usize)>| -> Vec<usize> {
+                let mut s = server_tls.new_session().unwrap();
+                let mut c = client_tls.new_session("localhost").unwrap();
+                // Buffered until each side may send application data.
+                c.write_plaintext(&request).unwrap();
+                let mut nothing = Vec::new();
+                s.encrypt_into(&response, &mut nothing).unwrap();
+                assert!(nothing.is_empty(), "nothing to send before the ClientHello");
+                let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
+                let mut sizes = Vec::new();
+                for flight in 0..12 {
+                    let client_turn = flight % 2 == 0;
+                    let mut wire = Vec::new();
+                    if client_turn {
+                        c.take_ciphertext(&mut wire);
+                    } else {
+                        s.take_ciphertext(&mut wire);
+                    }
+                    if wire.is_empty() {
+                        break;
+                    }
+                    let cuts: &[usize] = match cut {
+                        Some((f, at)) if f == flight => &[at.min(wire.len())],
+                        _ => &[],
+                    };
+                    sizes.push(wire.len());
+                    if client_turn {
+                        to_server.extend(feed_cut(&mut s, &wire, cuts));
+                    } else {
+                        to_client.extend(feed_cut(&mut c, &wire, cuts));
+                    }
+                }
+                assert!(!s.is_handshaking() && !c.is_handshaking());
+                assert_eq!(to_server, request, "{cut:?}");
+                assert_eq!(to_client, response, "{cut:?}");
+                sizes
+            };
+            let sizes = run(None);
+            assert!(sizes.len() >= 4, "{sizes:?}");
+            for (flight, &len) in sizes.iter().enumerate() {
+                let step = if len > 10_000 { 13 } else { 1 };
+                for at in (0..=len).step_by(step) {
+                    run(Some((flight, at)));
+                }
+            }
+        }
+    }
+
+    /// `encrypt_into` appends records straight to the caller's buffer, sized up front (no
+    /// regrowth), at most 16 KiB of plaintext each; queued handshake bytes come first.
+    #[test]
+    fn encrypt_into_appends_records_sized_up_front() {
+        for tls12 in [false, true] {
+            let (mut s, mut c) = connected(tls12);
+            for n in [1, 1000, 16 * 1024, 16 * 1024 + 1, 1 << 20] {
+                let data = bytes(n, 3);
+                let mut out = Vec::new();
+                c.encrypt_into(&data, &mut out).unwrap();
+                let records = n.div_ceil(16 * 1024);
+                let overhead = out.len() - n;
+                assert!(
+                    overhead >= records * 21 && overhead <= records * 29,
+                    "{n}: {overhead} bytes for {records} records"
+                );
+                assert!(
+                    out.capacity() <= n + records * RECORD_OVERHEAD + 64,
+                    "{n}: reserved once, exactly ({} for {})",
+                    out.capacity(),
+                    out.len()
+                );
+                // Record by record: headers in order, each at most 16 KiB of plaintext.
+                let mut at = 0;
+                while at < out.len() {
+                    assert_eq!(out[at], 0x17, "application data record");
+                    let len = usize::from(u16::from_be_bytes([out[at + 3], out[at + 4]]));
+                    assert!(len <= 16 * 1024 + 29);
+                    at += 5 + len;
+                }
+                assert_eq!(at, out.len());
+                // Appending keeps what is there.
+                let mut more = b"prefix".to_vec();
+                c.encrypt_into(b"x", &mut more).unwrap();
+                assert_eq!(&more[..6], b"prefix");
+                out.extend_from_slice(&more[6..]);
+                let mut got = Vec::new();
+                s.decrypt_into(&mut out, &mut got).unwrap();
+                assert_eq!(got.len(), n + 1);
+                assert!(got[..n] == data[..] && got[n] == b'x');
+            }
+            // Nothing to say, nothing written.
+            let mut out = Vec::new();
+            c.encrypt_into(b"", &mut out).unwrap();
+            assert!(out.is_empty());
+        }
+        // During the handshake: the ClientHello comes out, the data waits (bounded).
+        let (server_tls, cert) = ServerTls::self_signed_localhost().unwrap();
+        let mut c = ClientTls::pinned_sha256(&cert.sha256_fingerprint)
+            .unwrap()
+            .new_session("localhost")
+            .unwrap();
+        let mut hello = Vec::new();
+        c.encrypt_into(&[7; 1000], &mut hello).unwrap();
+        assert_eq!(hello[0], 0x16, "a handshake record");
+        assert!(hello.len() < 1000, "only the ClientHello");
+        let mut more = Vec::new();
+        match c.encrypt_into(&vec![0; MAX_HANDSHAKE_PLAINTEXT], &mut more) {
+            Err(TlsError::HandshakeBufferFull { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut s = server_tls.new_session().unwrap();
+        s.decrypt_into(&mut hello, &mut Vec::new()).unwrap();
+        let got = handshake(&mut s, &mut c);
+        assert_eq!(
+            got, [7; 1000],
+            "the buffered write, nothing of the refused one"
+        );
+    }
+
+    /// A record split across inputs is carried (bounded), and a header announcing more than
+    /// a record's worth is an error, not a reason to buffer.
+    #[test]
+    fn oversized_record_header_is_refused() {
+        let (mut s, _c) = connected(false);
+        let mut header = vec![0x17, 0x03, 0x03, 0xFF, 0xFF];
+        assert!(s.decrypt_into(&mut header, &mut Vec::new()).is_err());
+        let mut alert = Vec::new();
+        assert!(s.take_ciphertext(&mut alert) > 0, "an alert for the peer");
+        // Failed for good.
+        assert!(s.decrypt_into(&mut [0x17], &mut Vec::new()).is_err());
+        assert!(s.encrypt_into(b"x", &mut Vec::new()).is_err());
+    }
+
     #[test]
     fn http_request_detection() {
         for req in [
