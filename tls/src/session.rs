@@ -552,6 +552,8 @@ impl Core {
             return Ok(());
         }
         let mut carry = std::mem::take(&mut self.carry);
+        // The plaintext is shorter than the ciphertext it comes from.
+        out.reserve(carry.len() + data.len());
         let result = self.decrypt_with_carry(conn, &mut carry, data, out);
         if carry.is_empty() && carry.capacity() > KEEP_CARRY_CAPACITY {
             carry = Vec::new();
