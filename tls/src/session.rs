@@ -523,11 +523,15 @@ impl Core {
         app: &mut Option<AppWrite<'_>>,
     ) -> Result<(), rustls::Error> {
         let mut carry = std::mem::take(&mut self.carry);
-        let result = self.run(conn, &mut carry, &mut Vec::new(), app);
+        // Nothing is expected to decrypt here (the carry is what rustls could not process yet);
+        // should anything, it is kept for `take_plaintext` / `decrypt_into`.
+        let mut plain = std::mem::take(&mut self.plain);
+        let result = self.run(conn, &mut carry, &mut plain, app);
         if let Ok(done) = result {
             carry.drain(..done);
         }
         self.carry = carry;
+        self.plain = plain;
         result.map(drop).map_err(|e| self.fail(e))
     }
 
