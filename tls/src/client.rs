@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::ClientConnection;
+use rustls::client::UnbufferedClientConnection;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::{
@@ -182,7 +182,7 @@ impl ClientTls {
                  connections are encrypted but the server is not authenticated"
             );
         }
-        let conn = ClientConnection::new(self.config.clone(), name)?;
+        let conn = UnbufferedClientConnection::new(self.config.clone(), name)?;
         Ok(ClientSession::new(conn, host))
     }
 

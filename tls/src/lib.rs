@@ -48,28 +48,37 @@
 //! # The trait is the seam
 //!
 //! The engine talks to [`TlsSession`], not to rustls. [`ServerSession`] and [`ClientSession`]
-//! implement it over `rustls::ServerConnection` / `rustls::ClientConnection` (buffered API).
-//! A kernel-TLS implementation could implement the same trait later: run the handshake in user
-//! space as here, then install the traffic keys in the socket and let plaintext pass through.
-//! (kTLS is not implemented: the kernels we run on here lack the TLS ULP.)
+//! implement it over rustls's *unbuffered* API (`UnbufferedServerConnection` /
+//! `UnbufferedClientConnection`). A kernel-TLS implementation could implement the same trait
+//! later: run the handshake in user space as here, then install the traffic keys in the socket
+//! and let plaintext pass through. (kTLS is not implemented: the kernels we run on here lack the
+//! TLS ULP.)
 //!
 //! # Performance notes
 //!
-//! - [`feed_ciphertext`](TlsSession::feed_ciphertext) consumes all its input in one call, however
-//!   large: rustls reads at most one buffer (≈4 KiB) per `read_tls`, so it loops `read_tls` /
-//!   `process_new_packets`. rustls stops reading while it holds more than 16 KiB of plaintext;
-//!   past that the session moves the plaintext into its own overflow buffer and reads on.
-//! - Plaintext is copied once, from rustls's record buffers into the caller's `Vec`
-//!   ([`take_plaintext`](TlsSession::take_plaintext) reads rustls's chunks in place with
-//!   `BufRead::fill_buf`; [`feed_ciphertext_into`](TlsSession::feed_ciphertext_into) does
-//!   feed and take in one pass and never uses the overflow buffer).
-//! - No buffers of our own are allocated in steady state; the overflow buffer exists only after
-//!   a feed carrying more than 16 KiB of plaintext, and is dropped again if it grew past 64 KiB.
-//!   (rustls itself allocates per record, as its buffered API does.)
-//! - Each [`write_plaintext`](TlsSession::write_plaintext) call makes its own record(s) (16 KiB of
-//!   plaintext at most each, ~22 bytes of overhead with TLS 1.3 AES-GCM), so write whole frames,
-//!   or pass header and payload together to
-//!   [`write_plaintext_vectored`](TlsSession::write_plaintext_vectored).
+//! - [`decrypt_into`](TlsSession::decrypt_into) takes the receive buffer mutably: rustls
+//!   decrypts each record where it lies, and the plaintext is appended to the caller's `Vec`.
+//!   Nothing is copied into a buffer of the session's first, except a record split
+//!   across two inputs: only its bytes are carried (at most one record, plus the pieces of a
+//!   handshake message arriving in several records) and completed from the next input, whose
+//!   remaining records are again decrypted in place.
+//! - [`encrypt_into`](TlsSession::encrypt_into) appends the records to the caller's buffer
+//!   (room reserved up front for the plaintext and the records' overhead), after whatever the
+//!   session had to send (handshake messages, tickets, alerts). Each call makes its own
+//!   record(s), 16 KiB of plaintext at most each, ~22 bytes of overhead with TLS 1.3 AES-GCM, so
+//!   encrypt whole batches of frames.
+//! - rustls 0.23 still allocates and copies per record inside its unbuffered API: a decrypted
+//!   record's plaintext is copied into a new `Vec` before it is handed out (`ReadTraffic`), and
+//!   each record is sealed in a new buffer before it is copied into ours. Doing without those needs
+//!   a record layer of our own over the traffic secrets (rustls's `KernelConnection`), the
+//!   same step kTLS would take, behind the same trait.
+//! - The `&[u8]` entry points ([`feed_ciphertext`](TlsSession::feed_ciphertext),
+//!   [`feed_ciphertext_into`](TlsSession::feed_ciphertext_into),
+//!   [`write_plaintext`](TlsSession::write_plaintext) /
+//!   [`take_ciphertext`](TlsSession::take_ciphertext)) copy through the session's own buffers;
+//!   they are for tests and simple callers.
+//! - Every session buffer is empty in steady state and freed when it grew large, so idle
+//!   connections hold nothing beyond rustls's own state.
 //!
 //! # Certificates and trust
 //!

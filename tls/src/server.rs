@@ -1,12 +1,13 @@
 //! Server-side configuration: certificates (from PEM, per SNI name, or self-signed) and sessions.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert, ServerConnection};
+use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -96,8 +97,23 @@ impl ServerTls {
 
     /// Starts the TLS side of a newly accepted connection.
     pub fn new_session(&self) -> Result<ServerSession, TlsError> {
-        let conn = ServerConnection::new(self.config.clone())?;
+        let conn = UnbufferedServerConnection::new(self.config.clone())?;
         Ok(ServerSession::new(conn, self.resolver.clone()))
+    }
+
+    /// The same certificates, offering TLS 1.2 only (for tests of the TLS 1.2 record layer).
+    #[cfg(test)]
+    pub(crate) fn tls12_only(&self) -> ServerTls {
+        let mut config = ServerConfig::builder_with_provider(provider().clone())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("the ring provider supports TLS 1.2")
+            .with_no_client_auth()
+            .with_cert_resolver(self.resolver.clone());
+        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+        ServerTls {
+            config: Arc::new(config),
+            resolver: self.resolver.clone(),
+        }
     }
 
     /// The underlying rustls configuration (read-only), e.g. to inspect cipher suites.
@@ -261,8 +277,23 @@ impl SniResolver {
     }
 }
 
+thread_local! {
+    /// The SNI of the last ClientHello the resolver saw on this thread (outer `None`: none
+    /// since the last `take_resolved_sni`).
+    static RESOLVED_SNI: Cell<Option<Option<Box<str>>>> = const { Cell::new(None) };
+}
+
+/// Takes the SNI the certificate resolver was last given on this thread. rustls's unbuffered
+/// server connection does not expose the SNI, but it calls the resolver for every ClientHello,
+/// synchronously, inside `process_tls_records` on the calling thread: a session that clears
+/// this before driving rustls and takes it after learns the name its own client asked for.
+pub(crate) fn take_resolved_sni() -> Option<Option<Box<str>>> {
+    RESOLVED_SNI.with(Cell::take)
+}
+
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        RESOLVED_SNI.with(|sni| sni.set(Some(client_hello.server_name().map(Box::from))));
         let found = self.lookup(client_hello.server_name()).cloned();
         if found.is_none() {
             tracing::debug!(

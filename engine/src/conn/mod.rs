@@ -33,6 +33,7 @@ mod tls;
 
 pub(crate) use out::{BufPool, MAX_IOV, OutQueue, SPLICE_MIN};
 pub(crate) use tls::Tls;
+use tls::tls_estimate;
 
 /// The encoders are stateless: server frames unmasked, client frames
 /// masked with a fresh ThreadRng key each.
@@ -195,21 +196,32 @@ impl ConnIo {
                 && !tls.close_notify_sent;
             tls.close_notify_sent |= notify;
             let session = tls.session();
-            if !self.out.pending.is_empty() {
-                if let Err(e) = session.write_plaintext(&self.out.pending) {
+            if !self.out.pending.is_empty() || session.wants_write() || notify {
+                // The records go straight into the finished batch's buffer
+                // (its capacity reused; a pooled one for a large batch),
+                // which becomes `pending`; the plaintext buffer is kept
+                // empty for the next frames.
+                let mut cipher = std::mem::take(&mut self.out.sending);
+                cipher.clear();
+                self.out.sent = 0;
+                let need = tls_estimate(self.out.pending.len());
+                if need > out::KEEP_CAPACITY && cipher.capacity() < need {
+                    let pooled = ctx.pool.take(need);
+                    ctx.pool.give(std::mem::replace(&mut cipher, pooled));
+                }
+                if let Err(e) = session.encrypt_into(&self.out.pending, &mut cipher) {
                     // Only possible while handshaking (bounded buffer):
                     // the peer is not finishing its handshake.
                     tracing::info!(peer = %self.peer, "TLS: {e}; closing");
                     self.closing = Closing::Abandoned;
                 }
+                if notify {
+                    // Nothing more will be queued: end the TLS stream cleanly.
+                    session.send_close_notify();
+                    session.take_ciphertext(&mut cipher);
+                }
                 self.out.pending.clear();
-            }
-            if notify {
-                // Nothing more will be queued: end the TLS stream cleanly.
-                session.send_close_notify();
-            }
-            if session.wants_write() {
-                session.take_ciphertext(&mut self.out.pending);
+                self.out.sending = std::mem::replace(&mut self.out.pending, cipher);
             }
             ctx.charge(self.out.buffered() as isize - before as isize);
         }

@@ -53,6 +53,13 @@ impl Tls {
     }
 }
 
+/// Room `n` bytes of plaintext take once encrypted, at most: records of
+/// at most 16 KiB, each with a header, tag and (TLS 1.2 GCM) explicit
+/// nonce, 32 bytes allowed; some slack for a queued alert or key update.
+pub(crate) fn tls_estimate(n: usize) -> usize {
+    n + n.div_ceil(16 * 1024) * 32 + 64
+}
+
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.side {

@@ -74,14 +74,16 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Ciphertext for a TLS connection: decrypt, answer what the session
-    /// has to say (handshake, alerts), hand the plaintext on.
-    pub(super) fn on_tls_data(&mut self, slot: u32, data: &[u8]) {
+    /// Ciphertext for a TLS connection: decrypt (the records where they
+    /// lie in the receive buffer, the plaintext into the reactor's scratch
+    /// buffer), answer what the session has to say (handshake, alerts),
+    /// hand the plaintext on.
+    pub(super) fn on_tls_data(&mut self, slot: u32, data: &mut [u8]) {
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
         let tls = conn.io.tls.as_mut().expect("TLS connection");
         let mut plain = std::mem::take(&mut self.tls_plain);
         plain.clear();
-        let result = tls.session().feed_ciphertext_into(data, &mut plain);
+        let result = tls.session().decrypt_into(data, &mut plain);
         let wants_write = tls.wants_write();
         match result {
             Ok(_) => {
