@@ -68,7 +68,7 @@ fn server_echo_over_tls(backend: Backend) {
         // Small, at and across TLS record boundaries (16 KiB of plaintext
         // per record), and large.
         let mut sizes = vec![0, 1, 125, 126, 16_383, 16_384, 16_385, 65_535, 65_536];
-        sizes.extend([100_003, 1 << 20, 3 << 20]);
+        sizes.extend([100_003, 1 << 20, 3 << 20, 16 << 20]);
         for (i, n) in sizes.into_iter().enumerate() {
             let data = pattern(n, i as u8);
             ws.send(tungstenite::Message::binary(data.clone()))
