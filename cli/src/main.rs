@@ -18,8 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve /echo (echo every message), /chat (broadcast text to every
-    /// /chat connection) and / (a browser page using both).
+    /// Serve /echo (echo every message), /chat/{room} (every text message
+    /// to every member of the room, sender included; /chat is the room
+    /// with the empty name) and / (a browser page using both).
     Serve(serve::ServeArgs),
     /// Load generator: echo, rate, connect or idle against any WebSocket
     /// server.

@@ -1,14 +1,12 @@
 //! `ringwire serve`: the demo server.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
 use ringwire::{
-    Backend, ConnHandle, ConnId, Handler, HttpRequest, HttpResponse, Message, Reject, Server,
-    SharedMessage, UpgradeRequest, UpgradeResponse, WebSocket,
+    Backend, Handler, HttpRequest, HttpResponse, Message, Reject, Server, UpgradeRequest,
+    UpgradeResponse, WebSocket,
 };
 
 #[derive(Args, Debug)]
@@ -137,17 +135,18 @@ fn tls_config(a: &ServeArgs) -> std::io::Result<Option<(ringwire::ServerTls, Sel
 
 const PAGE: &str = include_str!("page.html");
 
-type Room = Arc<Mutex<HashMap<ConnId, ConnHandle>>>;
-
 /// Which route a connection took.
 pub enum Route {
     Echo,
-    Chat,
+    /// `/chat/{room}` (`/chat`: the room with the empty name): the topic
+    /// `chat/{room}`.
+    Chat(String),
 }
 
-struct Demo {
-    room: Room,
-}
+/// Most bytes of a room name (the rest of the path after `/chat/`).
+const MAX_ROOM: usize = 128;
+
+struct Demo;
 
 impl Handler for Demo {
     type Conn = Route;
@@ -159,15 +158,25 @@ impl Handler for Demo {
     ) -> Result<Route, Reject> {
         match req.path() {
             "/echo" => Ok(Route::Echo),
-            "/chat" => Ok(Route::Chat),
+            "/chat" => Ok(Route::Chat("chat/".into())),
+            p if p.starts_with("/chat/") => {
+                let room = &p["/chat/".len()..];
+                if room.len() > MAX_ROOM || room.contains('/') {
+                    return Err(Reject::new(
+                        400,
+                        format!("a room name is at most {MAX_ROOM} bytes, without '/'\n"),
+                    ));
+                }
+                Ok(Route::Chat(format!("chat/{room}")))
+            }
             other => Err(Reject::new(404, format!("no WebSocket route {other}\n"))),
         }
     }
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, Route>) {
-        if matches!(ws.state(), Route::Chat) {
-            let h = ws.handle();
-            self.room.lock().expect("room lock").insert(h.id(), h);
+        if let Route::Chat(topic) = ws.state() {
+            let topic = topic.clone();
+            ws.subscribe(topic);
         }
     }
 
@@ -176,32 +185,18 @@ impl Handler for Demo {
             Route::Echo => {
                 let _ = ws.send(&msg);
             }
-            Route::Chat => {
-                if let Message::Text(t) = msg {
-                    // Built once; every member's mailbox entry shares it.
-                    // A member whose reactor's mailbox is full misses this
-                    // one (counted in the stats as `mailbox_refused`); a
-                    // member that does not read is shed by the send-queue
-                    // cap or the output budget. Sends never block, so the
-                    // room is walked under its lock (no copy of the list).
-                    let shared = SharedMessage::text(t.as_str());
-                    for m in self.room.lock().expect("room lock").values() {
-                        let _ = m.send(&shared);
-                    }
+            Route::Chat(topic) => {
+                if msg.is_text() {
+                    // Framed once for the room: one mailbox entry per
+                    // reactor with members (see `WebSocket::subscribe`); the
+                    // sender gets its own copy straight away. A reactor
+                    // whose mailbox is full misses it (`mailbox_refused`);
+                    // a member that does not read meets the send-queue cap.
+                    let topic = topic.clone();
+                    let _ = ws.publish(&topic, &msg);
+                    let _ = ws.send(&msg);
                 }
             }
-        }
-    }
-
-    fn on_close(
-        &mut self,
-        ws: &mut WebSocket<'_, Route>,
-        _code: ringwire::CloseCode,
-        _reason: &str,
-    ) {
-        if matches!(ws.state(), Route::Chat) {
-            let id = ws.handle().id();
-            self.room.lock().expect("room lock").remove(&id);
         }
     }
 
@@ -263,8 +258,7 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
     if let Some(k) = a.backend {
         b = b.backend(k);
     }
-    let room: Room = Arc::default();
-    let server = b.start(move |_| Demo { room: room.clone() })?;
+    let server = b.start(|_| Demo)?;
     let (http, ws) = if secure {
         ("https", "wss")
     } else {
@@ -278,7 +272,7 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         );
     }
     eprintln!(
-        "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat  [backend {1}]",
+        "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}  [backend {1}]",
         server.local_addr(),
         server.backend()
     );

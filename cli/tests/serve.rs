@@ -1,5 +1,5 @@
 //! `ringwire serve` as users run it: the binary on a free port, /echo,
-//! /chat across reactors, the page at /, and SIGINT delivering 1001.
+//! /chat/{room} across reactors, the page at /, and SIGINT delivering 1001.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -69,14 +69,35 @@ fn check(backend: &str) {
     echo.send(Message::binary(vec![9u8; 100_000])).unwrap();
     assert_eq!(echo.read().unwrap(), Message::binary(vec![9u8; 100_000]));
 
-    // Four chat members land on both reactors (round-robin): one message
-    // reaches all of them.
-    // Members are registered in on_open, which runs before the 101 is
-    // flushed, so every client that has its 101 is in the room.
-    let mut chat: Vec<_> = (0..4).map(|_| ws(&srv.addr, "/chat")).collect();
-    chat[1].send(Message::text("to everyone")).unwrap();
+    // Four members of room "a" land on both reactors (round-robin): one
+    // message reaches all of them, the sender included, and nobody in
+    // room "b" or in `/chat` (the room with the empty name).
+    // Members subscribe in on_open, which runs before the 101 is flushed,
+    // so every client that has its 101 is in the room.
+    let mut chat: Vec<_> = (0..4).map(|_| ws(&srv.addr, "/chat/a")).collect();
+    let mut other = ws(&srv.addr, "/chat/b");
+    let mut plain = ws(&srv.addr, "/chat");
+    chat[1].send(Message::text("to room a")).unwrap();
     for c in chat.iter_mut() {
-        assert_eq!(c.read().unwrap(), Message::text("to everyone"));
+        assert_eq!(c.read().unwrap(), Message::text("to room a"));
+    }
+    for i in 0..50 {
+        chat[2]
+            .send(Message::text(format!("in order {i}")))
+            .unwrap();
+    }
+    for c in chat.iter_mut() {
+        for i in 0..50 {
+            assert_eq!(c.read().unwrap(), Message::text(format!("in order {i}")));
+        }
+    }
+    other.send(Message::text("to room b")).unwrap();
+    assert_eq!(other.read().unwrap(), Message::text("to room b"));
+    plain.send(Message::text("to the empty room")).unwrap();
+    assert_eq!(plain.read().unwrap(), Message::text("to the empty room"));
+    chat[0].send(Message::text("again a")).unwrap();
+    for c in chat.iter_mut() {
+        assert_eq!(c.read().unwrap(), Message::text("again a"));
     }
 
     // The page, and a 404 for an unknown path.
@@ -93,7 +114,7 @@ fn check(backend: &str) {
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
-    drop(chat);
+    drop((chat, other, plain));
     // `ringwire load` against it: JSON on stdout, .hgrm and .svg files.
     let dir = std::env::temp_dir().join(format!("ringwire-load-{}-{backend}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

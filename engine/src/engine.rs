@@ -37,6 +37,8 @@ fn install_stop_handlers() {
 /// connection, 1 s grace, threads joined).
 pub(crate) struct Engine {
     pub(crate) reactors: Vec<Arc<ReactorShared>>,
+    /// Pub/sub: which reactors hold which topics.
+    pub(crate) hub: Arc<crate::pubsub::Hub>,
     pub(crate) threads: Vec<JoinHandle<()>>,
     /// The acceptor thread (a server without `reuse_port`).
     pub(crate) acceptor: Option<JoinHandle<()>>,
@@ -128,6 +130,34 @@ impl Drop for Engine {
 /// `Engine` inside (`self.engine`).
 macro_rules! engine_methods {
     () => {
+        /// Publishes `msg` to every subscriber of `topic` on every reactor,
+        /// from any thread: the frame is built once, and each reactor with
+        /// subscribers gets one mailbox entry (see
+        /// [`WebSocket::subscribe`](crate::WebSocket::subscribe) for the
+        /// guarantees). [`SendStatus::Dropped`](crate::SendStatus::Dropped)
+        /// when a reactor's mailbox was full (its subscribers miss this
+        /// message; the others get it), `Backpressure` when a mailbox is
+        /// more than half full, `Sent` otherwise (also with no subscribers).
+        pub fn publish(
+            &self,
+            topic: impl AsRef<[u8]>,
+            msg: &crate::SharedMessage,
+        ) -> crate::SendStatus {
+            let p = crate::pubsub::Publish::new(topic.as_ref(), msg.is_text(), msg.bytes(), None);
+            self.engine.hub.publish(p)
+        }
+
+        /// Subscribers of `topic` over all reactors (as of their last
+        /// subscribe or unsubscribe).
+        pub fn subscribers(&self, topic: impl AsRef<[u8]>) -> usize {
+            self.engine.hub.subscribers(topic.as_ref())
+        }
+
+        /// Topics with at least one subscriber, over all reactors.
+        pub fn topics(&self) -> usize {
+            self.engine.hub.topics()
+        }
+
         /// The backend the reactors run: [`Backend::Uring`](crate::Backend::Uring)
         /// or [`Backend::Epoll`](crate::Backend::Epoll), never `Auto` (its
         /// `Display` prints `io_uring` / `epoll`).

@@ -54,6 +54,9 @@ pub(crate) enum Outgoing {
     Binary(Bytes),
     Ping(Bytes),
     Close(CloseCode, String),
+    /// A publish for this reactor's subscribers of a topic (the `ConnId`
+    /// beside it is not used).
+    Publish(Arc<crate::pubsub::Publish>),
 }
 
 impl Outgoing {
@@ -62,6 +65,7 @@ impl Outgoing {
         match self {
             Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Ping(b) => b.len(),
             Outgoing::Close(_, r) => r.len(),
+            Outgoing::Publish(p) => p.frame.len(),
         }
     }
 }
@@ -100,6 +104,11 @@ impl SharedMessage {
     /// True for an empty payload.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// The payload.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
     }
 
     /// True for a text message.
@@ -298,6 +307,12 @@ impl ReactorShared {
     fn refuse(&self) -> SendStatus {
         self.stats.mailbox_refused.fetch_add(1, Ordering::Relaxed);
         SendStatus::Dropped
+    }
+
+    /// Puts a publish into the data mailbox (see [`crate::pubsub`]).
+    pub(crate) fn publish(&self, p: Arc<crate::pubsub::Publish>) -> SendStatus {
+        let (id, out) = crate::pubsub::mailbox_entry(p);
+        self.send_data(id, out)
     }
 
     /// Puts a handle's frame into the data mailbox, within its bounds.

@@ -230,6 +230,81 @@ impl<C> WebSocket<'_, C> {
             .send_data(self.ctx, msg.is_text(), msg.as_bytes(), msg.as_owned())
     }
 
+    /// Subscribes this connection to `topic` (any bytes): from now on it
+    /// gets every message published to it, from any callback on any
+    /// reactor ([`WebSocket::publish`]) or any thread
+    /// ([`ServerHandle::publish`](crate::ServerHandle::publish)). False
+    /// when it was subscribed already (or is closing). Unsubscribed
+    /// automatically when the connection ends.
+    ///
+    /// Guarantees: messages published from one thread reach each
+    /// subscriber in publish order (across topics too) and in order with
+    /// that thread's sends to the same connection through a
+    /// [`ConnHandle`](crate::ConnHandle); between different publishing
+    /// threads there is no common order. A subscriber gets what is
+    /// published after its reactor applied the subscribe, and nothing
+    /// published after its unsubscribe. A subscriber over its send-queue
+    /// cap meets the overflow policy like any send (dropped or closed with
+    /// 1008, counted in `overflows`); a reactor whose mailbox is full
+    /// misses that publish (counted in `mailbox_refused`).
+    pub fn subscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
+        let topic = topic.as_ref();
+        if !self.io.can_send() || self.is_subscribed(topic) {
+            return false;
+        }
+        let topic = bytes::Bytes::copy_from_slice(topic);
+        self.ctx.topics.subscribe(&self.ctx.hub, &topic, self.io.id);
+        self.io
+            .extras
+            .get_or_insert_with(Default::default)
+            .topics
+            .push(topic);
+        true
+    }
+
+    /// Unsubscribes from `topic`; false when not subscribed.
+    pub fn unsubscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
+        let topic = topic.as_ref();
+        let Some(topics) = self.io.extras.as_mut().map(|e| &mut e.topics) else {
+            return false;
+        };
+        let Some(i) = topics.iter().position(|t| t[..] == *topic) else {
+            return false;
+        };
+        topics.swap_remove(i);
+        self.ctx
+            .topics
+            .unsubscribe(&self.ctx.hub, topic, self.io.id)
+    }
+
+    /// True when this connection subscribes to `topic`.
+    pub fn is_subscribed(&self, topic: impl AsRef<[u8]>) -> bool {
+        let topic = topic.as_ref();
+        self.io
+            .extras
+            .as_ref()
+            .is_some_and(|e| e.topics.iter().any(|t| t[..] == *topic))
+    }
+
+    /// Publishes `msg` to every subscriber of `topic` but this connection
+    /// (whether or not it subscribes), on every reactor: framed once, one
+    /// mailbox entry per reactor with subscribers (see
+    /// [`WebSocket::subscribe`] for the guarantees and the status).
+    pub fn publish(&mut self, topic: impl AsRef<[u8]>, msg: &Message<'_>) -> SendStatus {
+        let p = crate::pubsub::Publish::new(
+            topic.as_ref(),
+            msg.is_text(),
+            msg.as_bytes(),
+            Some(self.io.id),
+        );
+        self.ctx.hub.publish(p)
+    }
+
+    /// Subscribers of `topic` over all reactors.
+    pub fn subscribers(&self, topic: impl AsRef<[u8]>) -> usize {
+        self.ctx.hub.subscribers(topic.as_ref())
+    }
+
     /// Queues a ping (payload cut to 125 bytes).
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
         self.io

@@ -55,6 +55,7 @@ mod deflate;
 mod engine;
 mod handle;
 mod handler;
+mod pubsub;
 mod reactor;
 mod server;
 

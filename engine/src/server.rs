@@ -278,7 +278,10 @@ impl Engine {
         } else {
             (0..n).map(|_| None).collect()
         };
-        for (i, listener) in own_listeners.into_iter().enumerate() {
+        // Every reactor's shared side first: the pub/sub hub holds them
+        // all, and each reactor gets the hub.
+        let mut mailboxes = Vec::new();
+        for i in 0..n {
             let (tx, rx) = crossbeam_channel::unbounded();
             let (data_tx, data_rx) = crossbeam_channel::bounded(cfg.mailbox_capacity.max(1));
             let shared = Arc::new(ReactorShared {
@@ -293,8 +296,15 @@ impl Engine {
                 output_bytes: output_bytes.clone(),
             });
             reactors.push(shared.clone());
+            mailboxes.push((shared, rx, data_rx));
+        }
+        let hub = Arc::new(crate::pubsub::Hub::new(reactors.clone()));
+        for (i, (listener, (shared, rx, data_rx))) in
+            own_listeners.into_iter().zip(mailboxes).enumerate()
+        {
             let cfg = cfg.clone();
             let factory = factory.clone();
+            let hub = hub.clone();
             let t = std::thread::Builder::new()
                 .name(format!("ringwire-reactor-{i}"))
                 .spawn(move || {
@@ -302,7 +312,7 @@ impl Engine {
                         pin_to_core(i);
                     }
                     let handler = factory(i);
-                    let mut core = Core::new(handler, cfg, shared, rx, data_rx);
+                    let mut core = Core::new(handler, cfg, shared, rx, data_rx, hub);
                     core.listener = listener;
                     let r = match backend {
                         Backend::Uring => {
@@ -334,6 +344,7 @@ impl Engine {
 
         let engine = Engine {
             reactors,
+            hub,
             threads,
             acceptor,
             listener_dups,

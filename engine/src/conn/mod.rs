@@ -151,6 +151,8 @@ pub(crate) struct Extras {
     pub protocol: Option<Box<str>>,
     /// permessage-deflate, when negotiated.
     pub deflate: Option<crate::deflate::ConnDeflate>,
+    /// The topics this connection subscribes to (see [`crate::pubsub`]).
+    pub topics: Vec<Bytes>,
 }
 
 impl std::fmt::Debug for Extras {
@@ -158,6 +160,7 @@ impl std::fmt::Debug for Extras {
         f.debug_struct("Extras")
             .field("protocol", &self.protocol)
             .field("deflate", &self.deflate.as_ref().map(|d| d.params))
+            .field("topics", &self.topics.len())
             .finish()
     }
 }
@@ -493,6 +496,28 @@ impl ConnIo {
                 .message(&mut self.out.pending, op, payload, false),
         }
         ctx.charge((self.out.pending.len() - before) as isize);
+        self.queued(ctx)
+    }
+
+    /// Queues a published frame (framed once for every subscriber): by
+    /// reference when large, copied when small; through
+    /// [`ConnIo::send_data`] (encoded for this connection) where the bytes
+    /// must change: TLS, permessage-deflate, a client's masking.
+    pub fn send_prepared(&mut self, ctx: &mut Ctx, p: &crate::pubsub::Publish) -> SendStatus {
+        let deflate = self.extras.as_ref().is_some_and(|e| e.deflate.is_some());
+        if self.tls.is_some() || self.client || deflate {
+            return self.send_data(ctx, p.text, p.payload(), None);
+        }
+        if !self.can_send() {
+            return SendStatus::Closed;
+        }
+        if let Some(status) = self.over_limits(ctx, p.frame.len()) {
+            return status;
+        }
+        if p.frame.len() < SPLICE_MIN || !self.out.push_bytes(p.frame.clone()) {
+            self.out.pending.extend_from_slice(&p.frame);
+        }
+        ctx.charge(p.frame.len() as isize);
         self.queued(ctx)
     }
 

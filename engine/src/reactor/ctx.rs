@@ -50,6 +50,10 @@ pub(crate) struct Ctx {
     pub out_unpublished: isize,
     /// Rate limits for log lines peers can cause.
     pub log: LogLimiter,
+    /// This reactor's topics and their subscribers here.
+    pub topics: crate::pubsub::LocalTopics,
+    /// Which reactors hold which topics; every reactor's mailbox.
+    pub hub: Arc<crate::pubsub::Hub>,
 }
 
 impl Ctx {

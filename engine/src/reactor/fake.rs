@@ -60,7 +60,8 @@ impl<H: Handler> Fake<H> {
             total_open: Default::default(),
             output_bytes: Default::default(),
         });
-        let mut core = Core::new(handler, cfg, shared, rx, data_rx);
+        let hub = Arc::new(Hub::new(vec![shared.clone()]));
+        let mut core = Core::new(handler, cfg, shared, rx, data_rx, hub);
         let now = Instant::now();
         core.set_clock(now);
         core.refresh_clock();

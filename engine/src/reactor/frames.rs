@@ -63,6 +63,13 @@ impl<H: Handler> Core<H> {
                 }) {
                     tracing::error!(peer = %io.peer, "handler panicked in on_close");
                 }
+                // Unsubscribed from everything (after `on_close`, which
+                // may still publish).
+                if let Some(e) = io.extras.as_mut() {
+                    for topic in std::mem::take(&mut e.topics) {
+                        self.ctx.topics.unsubscribe(&self.ctx.hub, &topic, io.id);
+                    }
+                }
             }
             State::Connecting(dial) | State::ClientHandshake(dial) => {
                 self.report_connect_error(dial.user, ConnectError::Closed);

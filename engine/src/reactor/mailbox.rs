@@ -54,7 +54,35 @@ impl<H: Handler> Core<H> {
         self.mailbox_more = !self.data_rx.is_empty();
     }
 
+    /// A publish: the same frame to each of this reactor's subscribers of
+    /// its topic (but the publisher), each under its own send limits.
+    fn deliver_publish(&mut self, p: &Publish) {
+        let Some(subs) = self.ctx.topics.take(&p.topic) else {
+            return;
+        };
+        for &id in &subs {
+            if Some(id) == p.exclude {
+                continue;
+            }
+            let Some(s) = self.slots.get_mut(id.slot as usize) else {
+                continue;
+            };
+            if s.generation != id.generation {
+                continue;
+            }
+            if let Some(conn) = s.conn.as_mut()
+                && conn.state.is_open()
+            {
+                let _ = conn.io.send_prepared(&mut self.ctx, p);
+            }
+        }
+        self.ctx.topics.put_back(&p.topic, subs);
+    }
+
     pub(super) fn send_from_handle(&mut self, id: ConnId, out: Outgoing) {
+        if let Outgoing::Publish(p) = &out {
+            return self.deliver_publish(p);
+        }
         let Some(s) = self.slots.get_mut(id.slot as usize) else {
             return;
         };
@@ -77,6 +105,7 @@ impl<H: Handler> Core<H> {
                 conn.io.start_close(ctx, code, &reason);
                 crate::handler::SendStatus::Sent
             }
+            Outgoing::Publish(_) => unreachable!("delivered above"),
         };
     }
 

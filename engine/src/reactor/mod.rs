@@ -74,6 +74,7 @@ use crate::deflate::{ConnDeflate, PermessageDeflate, SharedCodecs};
 use crate::handle::{Command, ConnId, Outgoing, ReactorShared, StatsSnapshot};
 
 use crate::handler::{Handler, HttpResponse, UpgradeResponse, WebSocket};
+use crate::pubsub::{Hub, LocalTopics, Publish};
 use ringwire_parser::deflate::{self as pmd, DeflateParams};
 
 struct Slot<C> {
@@ -129,6 +130,7 @@ impl<H: Handler> Core<H> {
         shared: Arc<ReactorShared>,
         rx: Receiver<Command>,
         data_rx: Receiver<(ConnId, Outgoing)>,
+        hub: Arc<Hub>,
     ) -> Self {
         let limits = SendLimits {
             high_watermark: cfg.high_watermark,
@@ -152,6 +154,8 @@ impl<H: Handler> Core<H> {
                 out_bytes: 0,
                 out_unpublished: 0,
                 log: LogLimiter::default(),
+                topics: LocalTopics::default(),
+                hub,
             },
             cfg,
             slots: Vec::new(),

@@ -1,0 +1,227 @@
+//! Pub/sub topics on both backends, two reactors: order per publisher to
+//! subscribers on every reactor, publish from a callback (everyone but the
+//! sender) and from a non-reactor thread, unsubscribe (nothing after it),
+//! unsubscribe on close, a never-reading subscriber shed by policy while
+//! the others get everything.
+
+use std::time::Duration;
+
+use ringwire::{SendStatus, SharedMessage, UpgradeRequest, WebSocket};
+use ringwire_tests::tungstenite::Message as WsMessage;
+use ringwire_tests::*;
+
+/// Commands as text: `sub:T`, `unsub:T` (answered `ok`), `pub:T:payload`
+/// (published to T, not echoed), `count:T` (answered with the number of
+/// subscribers).
+struct Topics;
+
+impl Handler for Topics {
+    type Conn = ();
+
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut ringwire::UpgradeResponse,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
+        let Message::Text(t) = &msg else { return };
+        let text = t.as_str();
+        if let Some(topic) = text.strip_prefix("sub:") {
+            let first = ws.subscribe(topic);
+            assert!(ws.is_subscribed(topic));
+            let _ = ws.send_text(if first { "ok" } else { "again" });
+        } else if let Some(topic) = text.strip_prefix("unsub:") {
+            let was = ws.unsubscribe(topic);
+            assert!(!ws.is_subscribed(topic));
+            let _ = ws.send_text(if was { "ok" } else { "not subscribed" });
+        } else if let Some(rest) = text.strip_prefix("pub:") {
+            let (topic, payload) = rest.split_once(':').expect("pub:T:payload");
+            let m = Message::Text(ringwire::TextPayload::borrowed(payload));
+            assert_ne!(ws.publish(topic, &m), SendStatus::Dropped);
+        } else if let Some(topic) = text.strip_prefix("count:") {
+            let n = ws.subscribers(topic);
+            let _ = ws.send_text(&n.to_string());
+        }
+    }
+}
+
+async fn expect_text(ws: &mut Ws, want: &str) {
+    match ws_next(ws).await {
+        WsMessage::Text(t) => assert_eq!(t.as_str(), want),
+        other => panic!("expected {want:?}, got {other:?}"),
+    }
+}
+
+async fn subscriber(addr: std::net::SocketAddr, topic: &str) -> Ws {
+    let mut ws = ws_connect(addr, "/").await;
+    ws_send(&mut ws, WsMessage::text(format!("sub:{topic}"))).await;
+    expect_text(&mut ws, "ok").await;
+    ws
+}
+
+/// 200 subscribers spread over both reactors; 2,000 messages published
+/// from the test thread arrive at every one of them, in order, once.
+fn order_per_publisher(backend: Backend) {
+    let server = start(builder(backend), |_| Topics);
+    let addr = server.local_addr();
+    const SUBS: usize = 200;
+    const MSGS: usize = 2_000;
+    block_on(Duration::from_secs(60), async {
+        let mut subs = Vec::new();
+        for _ in 0..SUBS {
+            subs.push(subscriber(addr, "news").await);
+        }
+        assert_eq!(server.subscribers("news"), SUBS);
+        let reactors = server.reactor_stats();
+        assert!(
+            reactors.iter().all(|r| r.open > 0),
+            "subscribers on every reactor: {reactors:?}"
+        );
+        // Published from a thread that is not a reactor.
+        let publisher = {
+            let server = &server;
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for i in 0..MSGS {
+                        let st = server.publish("news", &SharedMessage::text(format!("m{i}")));
+                        assert_ne!(st, SendStatus::Dropped, "message {i}");
+                    }
+                })
+                .join()
+            })
+        };
+        publisher.expect("publisher thread");
+        let reads = subs.iter_mut().map(|ws| async move {
+            for i in 0..MSGS {
+                expect_text(ws, &format!("m{i}")).await;
+            }
+        });
+        futures_util::future::join_all(reads).await;
+        // Other topics are not delivered.
+        assert_eq!(
+            server.publish("sports", &SharedMessage::text("nobody")),
+            SendStatus::Sent
+        );
+        ws_send(&mut subs[0], WsMessage::text("count:news")).await;
+        expect_text(&mut subs[0], &SUBS.to_string()).await;
+    });
+    stop(server);
+}
+
+/// A callback's publish reaches every subscriber but its sender, in order
+/// with the sender's other publishes; after unsubscribing nothing more
+/// arrives; a connection that closes is unsubscribed.
+fn callback_publish_unsubscribe_and_close(backend: Backend) {
+    let server = start(builder(backend), |_| Topics);
+    let addr = server.local_addr();
+    block_on(Duration::from_secs(30), async {
+        let mut a = subscriber(addr, "room").await;
+        let mut b = subscriber(addr, "room").await;
+        let mut c = subscriber(addr, "room").await;
+        ws_send(&mut a, WsMessage::text("sub:room")).await;
+        expect_text(&mut a, "again").await;
+        for i in 0..100 {
+            ws_send(&mut a, WsMessage::text(format!("pub:room:{i}"))).await;
+        }
+        for ws in [&mut b, &mut c] {
+            for i in 0..100 {
+                expect_text(ws, &i.to_string()).await;
+            }
+        }
+        // The sender got none of them: its next message is this answer.
+        ws_send(&mut a, WsMessage::text("count:room")).await;
+        expect_text(&mut a, "3").await;
+
+        ws_send(&mut b, WsMessage::text("unsub:room")).await;
+        expect_text(&mut b, "ok").await;
+        ws_send(&mut b, WsMessage::text("unsub:room")).await;
+        expect_text(&mut b, "not subscribed").await;
+        ws_send(&mut a, WsMessage::text("pub:room:after")).await;
+        expect_text(&mut c, "after").await;
+        // b got nothing after its unsubscribe: its next message is this.
+        ws_send(&mut b, WsMessage::text("count:room")).await;
+        expect_text(&mut b, "2").await;
+
+        assert_eq!(
+            ws_close(&mut c, Some((1000, "bye"))).await,
+            Some((1000, String::new()))
+        );
+        wait_until("c is unsubscribed", || server.subscribers("room") == 1);
+        ws_send(&mut a, WsMessage::text("pub:room:lonely")).await;
+        ws_send(&mut a, WsMessage::text("count:room")).await;
+        expect_text(&mut a, "1").await;
+    });
+    stop(server);
+}
+
+/// A subscriber that never reads is closed by the send-queue cap (1008)
+/// while 100 others get all 1,000 messages of 8 KiB (sent by reference).
+fn slow_subscriber_is_shed(backend: Backend) {
+    let server = start(builder(backend).max_buffered(256 << 10), |_| Topics);
+    let addr = server.local_addr();
+    let mut slow = RawClient::connect_rcvbuf(addr, "/", 4096);
+    slow.send_text("sub:feed");
+    match slow.expect_frame() {
+        Frame::Text(t) => assert_eq!(t, "ok"),
+        other => panic!("expected ok, got {other:?}"),
+    }
+    const MSGS: usize = 1_000;
+    block_on(Duration::from_secs(60), async {
+        let mut subs = Vec::new();
+        for _ in 0..100 {
+            subs.push(subscriber(addr, "feed").await);
+        }
+        let payload = "x".repeat(8 << 10);
+        // The publisher keeps at most 16 messages (128 KiB) ahead of the
+        // slowest reader that reads: they never meet the 256 KiB cap; the
+        // one that never reads does.
+        let progress: Vec<std::sync::atomic::AtomicUsize> =
+            (0..subs.len()).map(|_| Default::default()).collect();
+        let progress = &progress;
+        let reads = subs.iter_mut().enumerate().map(|(k, ws)| async move {
+            for i in 0..MSGS {
+                match ws_next(ws).await {
+                    WsMessage::Text(t) => {
+                        assert!(t.as_str().starts_with(&format!("{i}:")), "message {i}")
+                    }
+                    other => panic!("expected text, got {other:?}"),
+                }
+                progress[k].store(i + 1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let publish = async {
+            for i in 0..MSGS {
+                while progress
+                    .iter()
+                    .any(|p| p.load(std::sync::atomic::Ordering::Relaxed) + 16 < i)
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let m = SharedMessage::text(format!("{i}:{payload}"));
+                assert_ne!(server.publish("feed", &m), SendStatus::Dropped);
+            }
+        };
+        futures_util::future::join(publish, futures_util::future::join_all(reads)).await;
+        assert_eq!(
+            server.stats().overflows,
+            1,
+            "only the slow subscriber met the cap"
+        );
+        // Closed with 1008, then (it never answers) dropped at the close
+        // timeout and unsubscribed; the others stay.
+        wait_until("the slow subscriber is unsubscribed", || {
+            server.subscribers("feed") == 100
+        });
+    });
+    drop(slow);
+    stop(server);
+}
+
+backend_tests! {
+    order_per_publisher: order_per_publisher_epoll, order_per_publisher_uring;
+    callback_publish_unsubscribe_and_close: callback_publish_unsubscribe_and_close_epoll, callback_publish_unsubscribe_and_close_uring;
+    slow_subscriber_is_shed: slow_subscriber_is_shed_epoll, slow_subscriber_is_shed_uring;
+}
