@@ -90,6 +90,14 @@ impl ConnDeflate {
         c.compress(payload, out)
     }
 
+    /// True when this connection's compressor starts afresh for every
+    /// message: what it makes of a message depends only on the message,
+    /// the server's settings and the window size, so one compression can
+    /// serve every such connection (see [`SharedCodecs::compress_fresh`]).
+    pub fn fresh_per_message(&self) -> bool {
+        self.params.compress_no_context_takeover
+    }
+
     /// Inflates one message into `out` (cleared first), at most `max`
     /// bytes.
     pub fn decompress(
@@ -158,6 +166,24 @@ pub(crate) struct SharedCodecs {
 }
 
 impl SharedCodecs {
+    /// Compresses `payload` with the reactor's compressor for `conn`'s
+    /// window size, reset per message: the output every connection whose
+    /// compressor starts afresh ([`ConnDeflate::fresh_per_message`]) with
+    /// the same window would send. Used to compress a publish once.
+    pub fn compress_fresh(
+        &mut self,
+        conn: &ConnDeflate,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), DeflateError> {
+        debug_assert!(conn.fresh_per_message());
+        out.clear();
+        let bits = conn.params.compress_window_bits.clamp(8, 15) as usize - 8;
+        let c = self.compressors[bits]
+            .get_or_insert_with(|| Compressor::new(&conn.params, &conn.config));
+        c.compress(payload, out)
+    }
+
     /// Gives big scratch buffers back (after a large message).
     pub fn trim(&mut self) {
         if self.scratch.capacity() > 1 << 20 {

@@ -78,6 +78,55 @@ impl Publish {
     }
 }
 
+/// A publish's frames as one reactor sends them: the plain frame, and per
+/// window size the permessage-deflate frame for subscribers whose
+/// compressor starts afresh for every message (compressed once, on first
+/// need, for all of them).
+#[derive(Debug, Default)]
+pub(crate) struct Framed {
+    compressed: [Option<Bytes>; 8],
+}
+
+impl Framed {
+    /// The frame for a subscriber with `d` (fresh per message): compressed
+    /// once per window size; the plain frame when compression does not
+    /// shrink the message (each message stands alone, so either may go).
+    pub fn compressed(
+        &mut self,
+        p: &Publish,
+        d: &crate::deflate::ConnDeflate,
+        codecs: &mut crate::deflate::SharedCodecs,
+    ) -> Bytes {
+        let bits = d.params.compress_window_bits.clamp(8, 15) as usize - 8;
+        if let Some(f) = &self.compressed[bits] {
+            return f.clone();
+        }
+        let mut z = std::mem::take(&mut codecs.scratch);
+        let frame = match codecs.compress_fresh(d, p.payload(), &mut z) {
+            Ok(()) if z.len() < p.payload().len() => {
+                let header = FrameHeader {
+                    fin: true,
+                    rsv: ringwire_parser::frame::RSV1,
+                    opcode: if p.text { OpCode::Text } else { OpCode::Binary },
+                    mask: None,
+                    payload_len: z.len() as u64,
+                };
+                let mut h = [0u8; MAX_HEADER_LEN];
+                let n = header.encode(&mut h);
+                let mut f = Vec::with_capacity(n + z.len());
+                f.extend_from_slice(&h[..n]);
+                f.extend_from_slice(&z);
+                Bytes::from(f)
+            }
+            _ => p.frame.clone(),
+        };
+        codecs.scratch = z;
+        codecs.trim();
+        self.compressed[bits] = Some(frame.clone());
+        frame
+    }
+}
+
 /// Which reactors hold subscribers of which topics, and how many.
 #[derive(Debug)]
 pub(crate) struct Hub {

@@ -220,8 +220,76 @@ fn slow_subscriber_is_shed(backend: Backend) {
     stop(server);
 }
 
+/// permessage-deflate subscribers of both kinds get every publish, and
+/// decode it: with `shared` (no context takeover: the publish is
+/// compressed once per reactor for all of them) and with context takeover
+/// (compressed per connection, in order, with its own compressor); a
+/// subscriber without the extension gets the plain frame.
+fn deflate_subscribers(backend: Backend) {
+    use ringwire::PermessageDeflate;
+    use ringwire_parser::deflate::{Decompressor, DeflateParams};
+    for shared in [true, false] {
+        let pd = PermessageDeflate {
+            shared,
+            ..Default::default()
+        };
+        let server = start(builder(backend).permessage_deflate(pd), |_| Topics);
+        let addr = server.local_addr();
+        let mut subs: Vec<(RawClient, bool)> = Vec::new();
+        for i in 0..6 {
+            let offer = (i % 3 != 0).then_some("permessage-deflate");
+            let (mut c, ext) = RawClient::connect_offering(addr, "/", offer);
+            assert_eq!(ext.is_some(), offer.is_some());
+            c.send_text("sub:z");
+            assert_eq!(c.expect_frame(), Frame::Text("ok".into()));
+            subs.push((c, offer.is_some()));
+        }
+        let params = DeflateParams {
+            compress_no_context_takeover: shared,
+            compress_window_bits: 15,
+            decompress_no_context_takeover: shared,
+            decompress_window_bits: 15,
+        };
+        let msgs: Vec<String> = (0..20)
+            .map(|i| format!("{i} all work and no play makes a dull frame ").repeat(40))
+            .collect();
+        for m in &msgs {
+            assert_ne!(
+                server.publish("z", &SharedMessage::text(m.clone())),
+                SendStatus::Dropped
+            );
+        }
+        for (c, deflated) in subs.iter_mut() {
+            // One decompressor per subscriber: with context takeover the
+            // messages depend on the ones before.
+            let mut d = Decompressor::new(&params);
+            for m in &msgs {
+                match c.expect_frame() {
+                    Frame::Compressed(true, z) => {
+                        assert!(
+                            *deflated,
+                            "compressed for a subscriber without the extension"
+                        );
+                        assert!(z.len() < m.len() / 4, "{} compressed bytes", z.len());
+                        let mut out = Vec::new();
+                        d.decompress(&z, 1 << 20, &mut out).unwrap();
+                        assert!(out == m.as_bytes(), "shared {shared}");
+                    }
+                    Frame::Text(t) => {
+                        assert!(!*deflated, "a deflate subscriber got it uncompressed");
+                        assert!(t == *m);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        stop(server);
+    }
+}
+
 backend_tests! {
     order_per_publisher: order_per_publisher_epoll, order_per_publisher_uring;
     callback_publish_unsubscribe_and_close: callback_publish_unsubscribe_and_close_epoll, callback_publish_unsubscribe_and_close_uring;
     slow_subscriber_is_shed: slow_subscriber_is_shed_epoll, slow_subscriber_is_shed_uring;
+    deflate_subscribers: deflate_subscribers_epoll, deflate_subscribers_uring;
 }

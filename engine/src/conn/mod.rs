@@ -499,25 +499,47 @@ impl ConnIo {
         self.queued(ctx)
     }
 
-    /// Queues a published frame (framed once for every subscriber): by
-    /// reference when large, copied when small; through
-    /// [`ConnIo::send_data`] (encoded for this connection) where the bytes
-    /// must change: TLS, permessage-deflate, a client's masking.
-    pub fn send_prepared(&mut self, ctx: &mut Ctx, p: &crate::pubsub::Publish) -> SendStatus {
-        let deflate = self.extras.as_ref().is_some_and(|e| e.deflate.is_some());
-        if self.tls.is_some() || self.client || deflate {
-            return self.send_data(ctx, p.text, p.payload(), None);
+    /// Queues a published message (framed once for every subscriber):
+    /// the shared frame, by reference when large and copied when small; for
+    /// a permessage-deflate connection whose compressor starts afresh per
+    /// message, the frame compressed once per window size for all of them
+    /// (`framed`); encoded for this connection only where it must be: a
+    /// client's masking, a compressor that keeps its context.
+    pub fn send_prepared(
+        &mut self,
+        ctx: &mut Ctx,
+        p: &crate::pubsub::Publish,
+        framed: &mut crate::pubsub::Framed,
+    ) -> SendStatus {
+        let deflate = self.extras.as_ref().and_then(|e| e.deflate.as_ref());
+        match deflate {
+            _ if self.client => self.send_data(ctx, p.text, p.payload(), None),
+            None => self.send_frame(ctx, &p.frame),
+            Some(d) if !d.wants(p.payload().len()) => self.send_frame(ctx, &p.frame),
+            Some(d) if d.fresh_per_message() => {
+                let frame = framed.compressed(p, d, &mut ctx.deflate);
+                self.send_frame(ctx, &frame)
+            }
+            Some(_) => self.send_data(ctx, p.text, p.payload(), None),
         }
+    }
+
+    /// Queues a complete frame built elsewhere (unmasked): spliced by
+    /// reference when large and the bytes go out as they are, else copied
+    /// (TLS encrypts the copy).
+    fn send_frame(&mut self, ctx: &mut Ctx, frame: &Bytes) -> SendStatus {
         if !self.can_send() {
             return SendStatus::Closed;
         }
-        if let Some(status) = self.over_limits(ctx, p.frame.len()) {
+        if let Some(status) = self.over_limits(ctx, frame.len()) {
             return status;
         }
-        if p.frame.len() < SPLICE_MIN || !self.out.push_bytes(p.frame.clone()) {
-            self.out.pending.extend_from_slice(&p.frame);
+        let spliced =
+            self.tls.is_none() && frame.len() >= SPLICE_MIN && self.out.push_bytes(frame.clone());
+        if !spliced {
+            self.out.pending.extend_from_slice(frame);
         }
-        ctx.charge(p.frame.len() as isize);
+        ctx.charge(frame.len() as isize);
         self.queued(ctx)
     }
 

@@ -60,6 +60,7 @@ impl<H: Handler> Core<H> {
         let Some(subs) = self.ctx.topics.take(&p.topic) else {
             return;
         };
+        let mut framed = crate::pubsub::Framed::default();
         for &id in &subs {
             if Some(id) == p.exclude {
                 continue;
@@ -73,7 +74,7 @@ impl<H: Handler> Core<H> {
             if let Some(conn) = s.conn.as_mut()
                 && conn.state.is_open()
             {
-                let _ = conn.io.send_prepared(&mut self.ctx, p);
+                let _ = conn.io.send_prepared(&mut self.ctx, p, &mut framed);
             }
         }
         self.ctx.topics.put_back(&p.topic, subs);
