@@ -252,38 +252,40 @@ impl<C> WebSocket<'_, C> {
         if !self.io.can_send() || self.is_subscribed(topic) {
             return false;
         }
-        let topic = bytes::Bytes::copy_from_slice(topic);
-        self.ctx.topics.subscribe(&self.ctx.hub, &topic, self.io.id);
+        let tid = self.ctx.topics.subscribe(&self.ctx.hub, topic, self.io.id);
         self.io
             .extras
             .get_or_insert_with(Default::default)
             .topics
-            .push(topic);
+            .push(tid);
         true
     }
 
     /// Unsubscribes from `topic`; false when not subscribed.
     pub fn unsubscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
-        let topic = topic.as_ref();
+        let Some(tid) = self.ctx.topics.id(topic.as_ref()) else {
+            return false;
+        };
         let Some(topics) = self.io.extras.as_mut().map(|e| &mut e.topics) else {
             return false;
         };
-        let Some(i) = topics.iter().position(|t| t[..] == *topic) else {
+        let Some(i) = topics.iter().position(|&t| t == tid) else {
             return false;
         };
         topics.swap_remove(i);
-        self.ctx
-            .topics
-            .unsubscribe(&self.ctx.hub, topic, self.io.id)
+        self.ctx.topics.unsubscribe(&self.ctx.hub, tid, self.io.id);
+        true
     }
 
     /// True when this connection subscribes to `topic`.
     pub fn is_subscribed(&self, topic: impl AsRef<[u8]>) -> bool {
-        let topic = topic.as_ref();
+        let Some(tid) = self.ctx.topics.id(topic.as_ref()) else {
+            return false;
+        };
         self.io
             .extras
             .as_ref()
-            .is_some_and(|e| e.topics.iter().any(|t| t[..] == *topic))
+            .is_some_and(|e| e.topics.contains(&tid))
     }
 
     /// Publishes `msg` to every subscriber of `topic` but this connection

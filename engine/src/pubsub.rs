@@ -209,49 +209,102 @@ impl Hub {
     }
 }
 
-/// One reactor's topics: topic → its subscribers on this reactor.
+/// A subscriber on this reactor: its slot and the slot's generation (the
+/// reactor is this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sub {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+impl Sub {
+    pub fn of(id: ConnId) -> Sub {
+        Sub {
+            slot: id.slot,
+            generation: id.generation,
+        }
+    }
+}
+
+/// A reactor-local topic id: connections list their topics as these (4
+/// bytes each) rather than as names.
+pub(crate) type TopicId = u32;
+
+#[derive(Debug, Default)]
+struct Topic {
+    name: Bytes,
+    subs: Vec<Sub>,
+}
+
+/// One reactor's topics: names interned to ids, and per id its
+/// subscribers on this reactor. Ids of topics that emptied are reused.
 #[derive(Debug, Default)]
 pub(crate) struct LocalTopics {
-    map: HashMap<Bytes, Vec<ConnId>>,
+    ids: HashMap<Bytes, TopicId>,
+    topics: Vec<Topic>,
+    free: Vec<TopicId>,
 }
 
 impl LocalTopics {
-    /// Adds `id` to `topic`; false when it was subscribed already.
-    pub fn subscribe(&mut self, hub: &Hub, topic: &Bytes, id: ConnId) -> bool {
-        let subs = self.map.entry(topic.clone()).or_default();
-        if subs.contains(&id) {
-            return false;
-        }
-        subs.push(id);
-        hub.count(topic, id.reactor, 1);
-        true
+    /// The id of `topic` here, if anyone on this reactor subscribes.
+    pub fn id(&self, topic: &[u8]) -> Option<TopicId> {
+        self.ids.get(topic).copied()
     }
 
-    /// Takes `id` out of `topic`; false when it was not subscribed.
-    pub fn unsubscribe(&mut self, hub: &Hub, topic: &[u8], id: ConnId) -> bool {
-        let Some(subs) = self.map.get_mut(topic) else {
-            return false;
+    /// Adds `id` to `topic`, which the caller knows it is not subscribed
+    /// to (its own list says so: no scan of the subscribers here). Returns
+    /// the topic's id for the connection's own list.
+    pub fn subscribe(&mut self, hub: &Hub, topic: &[u8], id: ConnId) -> TopicId {
+        let tid = match self.ids.get(topic) {
+            Some(&t) => t,
+            None => {
+                let name = Bytes::copy_from_slice(topic);
+                let t = match self.free.pop() {
+                    Some(t) => t,
+                    None => {
+                        self.topics.push(Topic::default());
+                        (self.topics.len() - 1) as TopicId
+                    }
+                };
+                self.topics[t as usize].name = name.clone();
+                self.ids.insert(name, t);
+                t
+            }
         };
-        let Some(i) = subs.iter().position(|s| *s == id) else {
-            return false;
+        let t = &mut self.topics[tid as usize];
+        debug_assert!(!t.subs.contains(&Sub::of(id)), "subscribed twice");
+        t.subs.push(Sub::of(id));
+        hub.count(&t.name, id.reactor, 1);
+        tid
+    }
+
+    /// Takes `id` out of topic `tid` (from the connection's own list).
+    pub fn unsubscribe(&mut self, hub: &Hub, tid: TopicId, id: ConnId) {
+        let Some(t) = self.topics.get_mut(tid as usize) else {
+            return;
         };
-        subs.swap_remove(i);
-        if subs.is_empty() {
-            self.map.remove(topic);
+        let Some(i) = t.subs.iter().position(|s| *s == Sub::of(id)) else {
+            return;
+        };
+        t.subs.swap_remove(i);
+        hub.count(&t.name, id.reactor, -1);
+        if t.subs.is_empty() {
+            let t = std::mem::take(t);
+            self.ids.remove(&t.name);
+            self.free.push(tid);
         }
-        hub.count(topic, id.reactor, -1);
-        true
     }
 
     /// The subscribers of `topic` here, taken out while they are served
     /// (give them back with [`LocalTopics::put_back`]).
-    pub fn take(&mut self, topic: &[u8]) -> Option<Vec<ConnId>> {
-        self.map.get_mut(topic).map(std::mem::take)
+    pub fn take(&mut self, topic: &[u8]) -> Option<(TopicId, Vec<Sub>)> {
+        let tid = self.id(topic)?;
+        Some((tid, std::mem::take(&mut self.topics[tid as usize].subs)))
     }
 
-    pub fn put_back(&mut self, topic: &[u8], subs: Vec<ConnId>) {
-        if let Some(v) = self.map.get_mut(topic) {
-            *v = subs;
+    pub fn put_back(&mut self, tid: TopicId, subs: Vec<Sub>) {
+        if let Some(t) = self.topics.get_mut(tid as usize) {
+            t.subs = subs;
         }
     }
 }
@@ -293,13 +346,19 @@ mod tests {
             let mut local = [LocalTopics::default(), LocalTopics::default()];
             let mut model = std::collections::BTreeSet::new();
             for (sub, reactor, slot, topic) in ops {
-                let t = Bytes::from(vec![b't', topic]);
+                let t = [b't', topic];
                 let c = id(reactor, slot);
                 let l = &mut local[reactor as usize];
                 if sub {
-                    prop_assert_eq!(l.subscribe(&hub, &t, c), model.insert((topic, reactor, slot)));
-                } else {
-                    prop_assert_eq!(l.unsubscribe(&hub, &t, c), model.remove(&(topic, reactor, slot)));
+                    // The caller (WebSocket::subscribe) checks the
+                    // connection's own list first.
+                    if model.insert((topic, reactor, slot)) {
+                        let tid = l.subscribe(&hub, &t, c);
+                        prop_assert_eq!(l.id(&t), Some(tid));
+                    }
+                } else if model.remove(&(topic, reactor, slot)) {
+                    let tid = l.id(&t).expect("a subscribed topic has an id");
+                    l.unsubscribe(&hub, tid, c);
                 }
             }
             for topic in 0u8..4 {
@@ -308,7 +367,7 @@ mod tests {
                 prop_assert_eq!(hub.subscribers(&t), want);
                 for (r, l) in local.iter_mut().enumerate() {
                     let mine = model.iter().filter(|(x, rr, _)| *x == topic && *rr as usize == r).count();
-                    prop_assert_eq!(l.take(&t).map_or(0, |v| v.len()), mine);
+                    prop_assert_eq!(l.take(&t).map_or(0, |(_, v)| v.len()), mine);
                 }
             }
             let topics = model.iter().map(|(t, _, _)| *t).collect::<std::collections::BTreeSet<_>>().len();

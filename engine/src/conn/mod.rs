@@ -151,8 +151,9 @@ pub(crate) struct Extras {
     pub protocol: Option<Box<str>>,
     /// permessage-deflate, when negotiated.
     pub deflate: Option<crate::deflate::ConnDeflate>,
-    /// The topics this connection subscribes to (see [`crate::pubsub`]).
-    pub topics: Vec<Bytes>,
+    /// The topics this connection subscribes to, as this reactor's topic
+    /// ids (see [`crate::pubsub`]).
+    pub topics: Vec<crate::pubsub::TopicId>,
 }
 
 impl std::fmt::Debug for Extras {

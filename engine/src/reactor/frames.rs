@@ -66,8 +66,8 @@ impl<H: Handler> Core<H> {
                 // Unsubscribed from everything (after `on_close`, which
                 // may still publish).
                 if let Some(e) = io.extras.as_mut() {
-                    for topic in std::mem::take(&mut e.topics) {
-                        self.ctx.topics.unsubscribe(&self.ctx.hub, &topic, io.id);
+                    for tid in std::mem::take(&mut e.topics) {
+                        self.ctx.topics.unsubscribe(&self.ctx.hub, tid, io.id);
                     }
                 }
             }

@@ -57,18 +57,22 @@ impl<H: Handler> Core<H> {
     /// A publish: the same frame to each of this reactor's subscribers of
     /// its topic (but the publisher), each under its own send limits.
     fn deliver_publish(&mut self, p: &Publish) {
-        let Some(subs) = self.ctx.topics.take(&p.topic) else {
+        let Some((tid, subs)) = self.ctx.topics.take(&p.topic) else {
             return;
         };
         let mut framed = crate::pubsub::Framed::default();
-        for &id in &subs {
-            if Some(id) == p.exclude {
+        let skip = p
+            .exclude
+            .filter(|id| id.reactor == self.ctx.shared.id)
+            .map(crate::pubsub::Sub::of);
+        for &sub in &subs {
+            if Some(sub) == skip {
                 continue;
             }
-            let Some(s) = self.slots.get_mut(id.slot as usize) else {
+            let Some(s) = self.slots.get_mut(sub.slot as usize) else {
                 continue;
             };
-            if s.generation != id.generation {
+            if s.generation != sub.generation {
                 continue;
             }
             if let Some(conn) = s.conn.as_mut()
@@ -77,7 +81,7 @@ impl<H: Handler> Core<H> {
                 let _ = conn.io.send_prepared(&mut self.ctx, p, &mut framed);
             }
         }
-        self.ctx.topics.put_back(&p.topic, subs);
+        self.ctx.topics.put_back(tid, subs);
     }
 
     pub(super) fn send_from_handle(&mut self, id: ConnId, out: Outgoing) {
