@@ -302,6 +302,14 @@ impl<C> WebSocket<'_, C> {
         self.ctx.hub.publish(p)
     }
 
+    /// Messages to this connection refused so far by the overflow policy
+    /// `Drop` at its send-queue cap or the output budget (its own sends,
+    /// handle sends and publishes alike; each is also counted in the
+    /// reactor's `overflows`).
+    pub fn dropped(&self) -> u64 {
+        self.io.extras.as_ref().map_or(0, |e| e.dropped)
+    }
+
     /// Subscribers of `topic` over all reactors.
     pub fn subscribers(&self, topic: impl AsRef<[u8]>) -> usize {
         self.ctx.hub.subscribers(topic.as_ref())

@@ -41,6 +41,9 @@ impl Handler for Topics {
             let (topic, payload) = rest.split_once(':').expect("pub:T:payload");
             let m = Message::Text(ringwire::TextPayload::borrowed(payload));
             assert_ne!(ws.publish(topic, &m), SendStatus::Dropped);
+        } else if text == "dropped" {
+            let n = ws.dropped();
+            let _ = ws.send_text(&format!("dropped:{n}"));
         } else if let Some(topic) = text.strip_prefix("count:") {
             let n = ws.subscribers(topic);
             let _ = ws.send_text(&n.to_string());
@@ -220,6 +223,75 @@ fn slow_subscriber_is_shed(backend: Backend) {
     stop(server);
 }
 
+/// With the `Drop` policy a subscriber that does not read loses what does
+/// not fit and keeps its subscription: what it gets is in order, and what
+/// it got plus what it lost is exactly what was published (its own count
+/// and the server's `overflows` agree); fast subscribers get everything.
+fn slow_subscriber_drops_are_counted(backend: Backend) {
+    let server = start(
+        builder(backend)
+            .max_buffered(64 << 10)
+            .overflow(ringwire::OverflowPolicy::Drop),
+        |_| Topics,
+    );
+    let addr = server.local_addr();
+    let mut slow = RawClient::connect_rcvbuf(addr, "/", 4096);
+    slow.send_text("sub:drop");
+    assert_eq!(slow.expect_frame(), Frame::Text("ok".into()));
+    const MSGS: usize = 300;
+    let payload = "y".repeat(4 << 10);
+    block_on(Duration::from_secs(60), async {
+        let mut fast = Vec::new();
+        for _ in 0..10 {
+            fast.push(subscriber(addr, "drop").await);
+        }
+        for i in 0..MSGS {
+            let m = SharedMessage::text(format!("{i}:{payload}"));
+            assert_ne!(server.publish("drop", &m), SendStatus::Dropped);
+            if i % 8 == 7 || i + 1 == MSGS {
+                // Let the fast ones keep up (8 x 4 KiB < the 64 KiB cap).
+                for ws in fast.iter_mut() {
+                    for j in i - i % 8..=i {
+                        match ws_next(ws).await {
+                            WsMessage::Text(t) => assert!(t.as_str().starts_with(&format!("{j}:"))),
+                            other => panic!("expected text, got {other:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        // The fast subscribers (spread over both reactors) got every
+        // publish; give the slow one's reactor a moment to apply the last
+        // ones from its mailbox before asking for its count (a request read
+        // in the same loop iteration could be answered before them).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    slow.send_text("dropped");
+    let (mut got, mut last) = (0usize, None);
+    let lost = loop {
+        match slow.expect_frame() {
+            Frame::Text(t) if t.starts_with("dropped:") => {
+                break t["dropped:".len()..].parse::<usize>().unwrap();
+            }
+            Frame::Text(t) => {
+                let i: usize = t.split(':').next().unwrap().parse().unwrap();
+                assert!(last.is_none_or(|l| i > l), "in order: {i} after {last:?}");
+                last = Some(i);
+                got += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(lost > 0, "the slow subscriber lost messages");
+    assert_eq!(got + lost, MSGS, "got {got}, lost {lost}");
+    assert_eq!(server.stats().overflows, lost as u64);
+    // The fast ones have gone; the slow one is still subscribed.
+    wait_until("only the slow subscriber is left", || {
+        server.subscribers("drop") == 1
+    });
+    stop(server);
+}
+
 /// permessage-deflate subscribers of both kinds get every publish, and
 /// decode it: with `shared` (no context takeover: the publish is
 /// compressed once per reactor for all of them) and with context takeover
@@ -292,4 +364,5 @@ backend_tests! {
     callback_publish_unsubscribe_and_close: callback_publish_unsubscribe_and_close_epoll, callback_publish_unsubscribe_and_close_uring;
     slow_subscriber_is_shed: slow_subscriber_is_shed_epoll, slow_subscriber_is_shed_uring;
     deflate_subscribers: deflate_subscribers_epoll, deflate_subscribers_uring;
+    slow_subscriber_drops_are_counted: slow_subscriber_drops_are_counted_epoll, slow_subscriber_drops_are_counted_uring;
 }

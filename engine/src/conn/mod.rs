@@ -154,6 +154,9 @@ pub(crate) struct Extras {
     /// The topics this connection subscribes to, as this reactor's topic
     /// ids (see [`crate::pubsub`]).
     pub topics: Vec<crate::pubsub::TopicId>,
+    /// Messages refused by the overflow policy `Drop` (sends and
+    /// publishes), for [`crate::WebSocket::dropped`].
+    pub dropped: u64,
 }
 
 impl std::fmt::Debug for Extras {
@@ -391,6 +394,8 @@ impl ConnIo {
         }
         ctx.stats.overflows += 1;
         if ctx.limits.overflow == OverflowPolicy::Drop {
+            // In `Extras`: drops are rare, and a slot stays small.
+            self.extras.get_or_insert_with(Default::default).dropped += 1;
             return Some(SendStatus::Dropped);
         }
         let why = if cap {

@@ -140,7 +140,7 @@ impl<H: Handler> Core<H> {
             conn.io.extras = Some(Box::new(Extras {
                 protocol: protocol.map(String::into_boxed_str),
                 deflate,
-                topics: Vec::new(),
+                ..Default::default()
             }));
         }
         let decoder = Box::new(Decoder::new(
