@@ -1,9 +1,12 @@
 //! Pub/sub topics on both backends, two reactors: order per publisher to
 //! subscribers on every reactor, publish from a callback (everyone but the
 //! sender) and from a non-reactor thread, unsubscribe (nothing after it),
-//! unsubscribe on close, a never-reading subscriber shed by policy while
-//! the others get everything.
+//! unsubscribe on close, publishes and handle sends in one order, a
+//! never-reading subscriber closed (1008) or dropped from (counted exactly)
+//! by policy while the others get everything, permessage-deflate
+//! subscribers of both kinds.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringwire::{SendStatus, SharedMessage, UpgradeRequest, WebSocket};
@@ -12,8 +15,12 @@ use ringwire_tests::*;
 
 /// Commands as text: `sub:T`, `unsub:T` (answered `ok`), `pub:T:payload`
 /// (published to T, not echoed), `count:T` (answered with the number of
-/// subscribers).
-struct Topics;
+/// subscribers), `dropped` (the connection's drop count), `handle` (its
+/// `ConnHandle` goes into `handles`, answered `ok`).
+#[derive(Default)]
+struct Topics {
+    handles: Arc<Mutex<Vec<ringwire::ConnHandle>>>,
+}
 
 impl Handler for Topics {
     type Conn = ();
@@ -41,6 +48,9 @@ impl Handler for Topics {
             let (topic, payload) = rest.split_once(':').expect("pub:T:payload");
             let m = Message::Text(ringwire::TextPayload::borrowed(payload));
             assert_ne!(ws.publish(topic, &m), SendStatus::Dropped);
+        } else if text == "handle" {
+            self.handles.lock().unwrap().push(ws.handle());
+            let _ = ws.send_text("ok");
         } else if text == "dropped" {
             let n = ws.dropped();
             let _ = ws.send_text(&format!("dropped:{n}"));
@@ -68,7 +78,7 @@ async fn subscriber(addr: std::net::SocketAddr, topic: &str) -> Ws {
 /// 200 subscribers spread over both reactors; 2,000 messages published
 /// from the test thread arrive at every one of them, in order, once.
 fn order_per_publisher(backend: Backend) {
-    let server = start(builder(backend), |_| Topics);
+    let server = start(builder(backend), |_| Topics::default());
     let addr = server.local_addr();
     const SUBS: usize = 200;
     const MSGS: usize = 2_000;
@@ -114,11 +124,45 @@ fn order_per_publisher(backend: Backend) {
     stop(server);
 }
 
+/// Publishes and `ConnHandle` sends from one thread reach a connection in
+/// the order they were made (one FIFO mailbox per reactor).
+fn publishes_and_sends_keep_their_order(backend: Backend) {
+    let handles = Arc::new(Mutex::new(Vec::new()));
+    let h = handles.clone();
+    let server = start(builder(backend), move |_| Topics { handles: h.clone() });
+    let addr = server.local_addr();
+    block_on(Duration::from_secs(30), async {
+        let mut subs = Vec::new();
+        for _ in 0..4 {
+            let mut ws = subscriber(addr, "mixed").await;
+            ws_send(&mut ws, WsMessage::text("handle")).await;
+            expect_text(&mut ws, "ok").await;
+            subs.push(ws);
+        }
+        let handles: Vec<_> = std::mem::take(&mut *handles.lock().unwrap());
+        assert_eq!(handles.len(), 4);
+        for i in 0..500 {
+            let p = SharedMessage::text(format!("p{i}"));
+            assert_ne!(server.publish("mixed", &p), SendStatus::Dropped);
+            for h in &handles {
+                assert_ne!(h.send_text(format!("s{i}")), SendStatus::Dropped);
+            }
+        }
+        for ws in subs.iter_mut() {
+            for i in 0..500 {
+                expect_text(ws, &format!("p{i}")).await;
+                expect_text(ws, &format!("s{i}")).await;
+            }
+        }
+    });
+    stop(server);
+}
+
 /// A callback's publish reaches every subscriber but its sender, in order
 /// with the sender's other publishes; after unsubscribing nothing more
 /// arrives; a connection that closes is unsubscribed.
 fn callback_publish_unsubscribe_and_close(backend: Backend) {
-    let server = start(builder(backend), |_| Topics);
+    let server = start(builder(backend), |_| Topics::default());
     let addr = server.local_addr();
     block_on(Duration::from_secs(30), async {
         let mut a = subscriber(addr, "room").await;
@@ -163,7 +207,9 @@ fn callback_publish_unsubscribe_and_close(backend: Backend) {
 /// A subscriber that never reads is closed by the send-queue cap (1008)
 /// while 100 others get all 1,000 messages of 8 KiB (sent by reference).
 fn slow_subscriber_is_shed(backend: Backend) {
-    let server = start(builder(backend).max_buffered(256 << 10), |_| Topics);
+    let server = start(builder(backend).max_buffered(256 << 10), |_| {
+        Topics::default()
+    });
     let addr = server.local_addr();
     let mut slow = RawClient::connect_rcvbuf(addr, "/", 4096);
     slow.send_text("sub:feed");
@@ -232,7 +278,7 @@ fn slow_subscriber_drops_are_counted(backend: Backend) {
         builder(backend)
             .max_buffered(64 << 10)
             .overflow(ringwire::OverflowPolicy::Drop),
-        |_| Topics,
+        |_| Topics::default(),
     );
     let addr = server.local_addr();
     let mut slow = RawClient::connect_rcvbuf(addr, "/", 4096);
@@ -305,7 +351,9 @@ fn deflate_subscribers(backend: Backend) {
             shared,
             ..Default::default()
         };
-        let server = start(builder(backend).permessage_deflate(pd), |_| Topics);
+        let server = start(builder(backend).permessage_deflate(pd), |_| {
+            Topics::default()
+        });
         let addr = server.local_addr();
         let mut subs: Vec<(RawClient, bool)> = Vec::new();
         for i in 0..6 {
@@ -361,6 +409,7 @@ fn deflate_subscribers(backend: Backend) {
 
 backend_tests! {
     order_per_publisher: order_per_publisher_epoll, order_per_publisher_uring;
+    publishes_and_sends_keep_their_order: publishes_and_sends_keep_their_order_epoll, publishes_and_sends_keep_their_order_uring;
     callback_publish_unsubscribe_and_close: callback_publish_unsubscribe_and_close_epoll, callback_publish_unsubscribe_and_close_uring;
     slow_subscriber_is_shed: slow_subscriber_is_shed_epoll, slow_subscriber_is_shed_uring;
     deflate_subscribers: deflate_subscribers_epoll, deflate_subscribers_uring;
