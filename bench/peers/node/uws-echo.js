@@ -29,12 +29,14 @@
 //
 // A slow subscriber under these settings: what it does not read piles up
 // in its socket's user-space buffer (one copy of each frame per socket)
-// until that holds more than maxBackpressure (64 MiB); from then on, each
-// publish (and send) to it is dropped, and counted here by the `dropped`
-// handler, until its buffer drains below the limit; it is not closed
-// (closeOnBackpressureLimit false, no idle timeout). The publisher and the
-// other subscribers are not held up. Drops are reported on stderr (one line
-// per second while the count grows).
+// until that holds more than maxBackpressure (64 MiB); from then on, what
+// is published to it is dropped until its buffer drains below the limit;
+// it is not closed (closeOnBackpressureLimit false, no idle timeout). The
+// publisher and the other subscribers are not held up. uWS calls the
+// `dropped` handler once per batch of messages it drops for a subscriber,
+// not once per message (measured: 959 calls for 29,393 lost 1 KiB
+// messages), so the count reported on stderr (one line per second while it
+// grows) is of drop events, a lower bound on the messages lost.
 
 const { listenAddr, requirePeerPackage, MAX_MESSAGE } = require('./common.js');
 
@@ -51,12 +53,12 @@ const settings = {
   idleTimeout: 0,
 };
 
-let dropped = 0;
+let dropped = 0; // calls of the `dropped` handler
 let reported = 0;
 setInterval(() => {
   if (dropped !== reported) {
     reported = dropped;
-    console.error(`${PEER}: chat: ${dropped} deliveries dropped in all (subscribers over maxBackpressure)`);
+    console.error(`${PEER}: chat: dropped handler called ${dropped} times in all (subscribers over maxBackpressure; once per batch, not per message)`);
   }
 }, 1000).unref();
 
