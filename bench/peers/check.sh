@@ -65,7 +65,7 @@ for p in "${peers[@]}"; do
     args=("127.0.0.1:$port")
     echo_path=/ kinds_path=/any/path
   fi
-  timeout -s TERM 120 taskset -c 1 "${cmd[$p]}" "${args[@]}" 2>/tmp/ringwire-peer-$p.log &
+  timeout -s TERM 120 taskset -c 1 "${cmd[$p]}" "${args[@]}" 2>"/tmp/ringwire-peer-$p.log" &
   pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
