@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Smoke test of the echo peers: starts each on a free loopback port (pinned to
+# Smoke test of the peers: starts each on a free loopback port (pinned to
 # CPU 1, as bench/compare.sh does), runs `ringwire load echo` and
 # raw-echo-client (the generator written apart from the engine) against it
 # (1 KiB text, 16 conns x 4 in flight; then 1 MiB binary, 1 conn), requires
 # "mismatches":0 and "errors_total":0, checks with node/check-kinds.js that
 # echoes keep their kind (text/binary; the load generator does not check
-# that), and stops the peer by its PID.
-#   bench/peers/check.sh [PEER...]    (default: all five)
+# that), checks /chat/{room} with node/check-chat.js on the servers that
+# have it (ringwire serve, uws, tokio-tungstenite: rooms apart, sender
+# included, 100 messages in order at every member), and stops the server by
+# its PID.
+#   bench/peers/check.sh [PEER...]          (default: the five peers)
+#   bench/peers/check.sh --chat [SERVER...] (only the chat check; default:
+#                                            ringwire tokio-tungstenite uws)
+# PEER/SERVER: tokio-tungstenite fastwebsockets tokio-websockets uws ws, or
+# ringwire (`ringwire serve --reactors 2`: echo on /echo, chat on /chat/...).
 # Needs: cargo build --release -p ringwire-cli -p ringwire-peers, and
-# bench/peers/install.sh for the node peers.
+# bench/peers/install.sh for the node peers and the node checks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -18,9 +25,30 @@ declare -A cmd=(
   [tokio-websockets]=target/release/peer-tokio-websockets
   [uws]=bench/peers/node/run-uws.sh
   [ws]=bench/peers/node/run-ws.sh
+  [ringwire]=target/release/ringwire
 )
+# The servers with /chat/{room}.
+declare -A has_chat=([ringwire]=1 [tokio-tungstenite]=1 [uws]=1)
+chat_only=no
+if [[ ${1:-} == --chat ]]; then
+  chat_only=yes
+  shift
+fi
 peers=("$@")
-((${#peers[@]})) || peers=(tokio-tungstenite fastwebsockets tokio-websockets uws ws)
+if ((${#peers[@]} == 0)); then
+  if [[ $chat_only == yes ]]; then
+    peers=(ringwire tokio-tungstenite uws)
+  else
+    peers=(tokio-tungstenite fastwebsockets tokio-websockets uws ws)
+  fi
+fi
+for p in "${peers[@]}"; do
+  [[ -n ${cmd[$p]:-} ]] || { echo "check.sh: unknown server $p (want one of: ${!cmd[*]})" >&2; exit 2; }
+  if [[ $chat_only == yes && -z ${has_chat[$p]:-} ]]; then
+    echo "check.sh: $p has no /chat/{room}" >&2
+    exit 2
+  fi
+done
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -30,21 +58,30 @@ fail=0
 for p in "${peers[@]}"; do
   port=$(free_port)
   # Bounded: timeout ends the peer after 120 s whatever happens here.
-  timeout -s TERM 120 taskset -c 1 "${cmd[$p]}" "127.0.0.1:$port" 2>/tmp/ringwire-peer-$p.log &
+  if [[ $p == ringwire ]]; then
+    args=(serve --listen "127.0.0.1:$port" --reactors 2)
+    echo_path=/echo kinds_path=/echo
+  else
+    args=("127.0.0.1:$port")
+    echo_path=/ kinds_path=/any/path
+  fi
+  timeout -s TERM 120 taskset -c 1 "${cmd[$p]}" "${args[@]}" 2>"/tmp/ringwire-peer-$p.log" &
   pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
-  for load in "--conns 16 --in-flight 4 --size 1024 --text" "--conns 1 --in-flight 1 --size 1048576"; do
+  loads=("--conns 16 --in-flight 4 --size 1024 --text" "--conns 1 --in-flight 1 --size 1048576")
+  [[ $chat_only == no ]] || loads=()
+  for load in "${loads[@]}"; do
     for gen in ringwire raw; do
       if [[ $gen == raw ]]; then
         # shellcheck disable=SC2086
-        out=$(taskset -c 0 ./target/release/raw-echo-client "ws://127.0.0.1:$port/" $load \
+        out=$(taskset -c 0 ./target/release/raw-echo-client "ws://127.0.0.1:$port$echo_path" $load \
           --duration 2s --warmup 500ms --connect-timeout 10s 2>>"/tmp/ringwire-load-$p.log") || out="{\"load_failed\":$?}"
       else
         # shellcheck disable=SC2086
-        out=$(taskset -c 0 ./target/release/ringwire load echo "ws://127.0.0.1:$port/" $load \
+        out=$(taskset -c 0 ./target/release/ringwire load echo "ws://127.0.0.1:$port$echo_path" $load \
           --duration 2s --warmup 500ms --json 2>>"/tmp/ringwire-load-$p.log") || out="{\"load_failed\":$?}"
       fi
       ok=no
@@ -54,11 +91,21 @@ for p in "${peers[@]}"; do
       [[ $ok == yes ]] || { fail=1; echo "$out" >&2; }
     done
   done
-  if kinds=$(timeout 20 node bench/peers/node/check-kinds.js "ws://127.0.0.1:$port/any/path"); then
-    printf '%-18s %s\n' "$p" "$kinds"
-  else
-    printf '%-18s %s FAILED\n' "$p" "$kinds"
-    fail=1
+  if [[ $chat_only == no ]]; then
+    if kinds=$(timeout 20 node bench/peers/node/check-kinds.js "ws://127.0.0.1:$port$kinds_path"); then
+      printf '%-18s %s\n' "$p" "$kinds"
+    else
+      printf '%-18s %s FAILED\n' "$p" "$kinds"
+      fail=1
+    fi
+  fi
+  if [[ -n ${has_chat[$p]:-} ]]; then
+    if chat=$(timeout 20 node bench/peers/node/check-chat.js "ws://127.0.0.1:$port"); then
+      printf '%-18s %s\n' "$p" "$chat"
+    else
+      printf '%-18s %s\n' "$p" "${chat:-chat FAILED}"
+      fail=1
+    fi
   fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true

@@ -4,8 +4,10 @@
 //! tokio current-thread runtime (one core; with `--workers N` > 1 a
 //! multi-thread runtime with N workers), accepts on any path, and echoes
 //! every text and binary message back with the same kind. SIGTERM/SIGINT keep
-//! their default action (the process just exits).
+//! their default action (the process just exits). The tokio-tungstenite peer
+//! also has `/chat/{room}` ([`chat`]), for the fan-out comparison.
 
+pub mod chat;
 pub mod raw_client;
 
 use std::future::poll_fn;
