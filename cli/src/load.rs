@@ -19,25 +19,19 @@ pub enum LoadCmd {
     Connect(LoadArgs),
     /// Open --conns connections and hold them for --duration.
     Idle(LoadArgs),
+    /// Pub/sub fan-out (e.g. against `ringwire serve`'s /chat/{room}):
+    /// --publishers send text messages at --rate msgs/s in total to
+    /// --rooms rooms, --subscribers check every delivery (sequence per
+    /// publisher: gaps, duplicates); deliveries/s and publish -> delivery
+    /// latency from the intended send time. Publishers ignore what the
+    /// room sends them.
+    Fanout(FanoutArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// Target, e.g. ws://127.0.0.1:9001/echo or wss://localhost:9443/echo
-    url: String,
-    /// wss://: trust this CA certificate (PEM; e.g. the one
-    /// `ringwire serve --tls-self-signed` wrote) instead of the bundled
-    /// Mozilla roots.
-    #[arg(long, conflicts_with = "insecure")]
-    ca: Option<std::path::PathBuf>,
-    /// wss://: accept any certificate for any name. DANGEROUS: only for
-    /// testing against servers you control.
-    #[arg(long)]
-    insecure: bool,
-    /// Offer permessage-deflate (used if the server accepts; the report
-    /// says what was negotiated).
-    #[arg(long)]
-    deflate: bool,
+    #[command(flatten)]
+    common: Common,
     /// Connections (connect mode: concurrent attempts).
     #[arg(long, default_value_t = 64)]
     conns: usize,
@@ -60,6 +54,50 @@ pub struct LoadArgs {
     /// Messages per second over all connections (rate).
     #[arg(long, default_value_t = 10_000.0)]
     rate: f64,
+}
+
+/// `ringwire load fanout`: publishers and subscribers in pub/sub rooms.
+#[derive(Args, Debug)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscriber connections (subscriber i joins room i % rooms).
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Publisher connections (publisher j publishes into room j % rooms).
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Rooms: 1 joins URL itself; K > 1 treats URL as a prefix and joins
+    /// URL0 … URL{K-1} (ws://h/chat/bench -> /chat/bench0, /chat/bench1, …).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Messages per second over all publishers (> 0).
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    /// Payload bytes of each (text) message, at least 40 (the header:
+    /// publisher id, sequence number, intended send time, in hex).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+/// Flags every mode takes.
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Target, e.g. ws://127.0.0.1:9001/echo or wss://localhost:9443/echo
+    url: String,
+    /// wss://: trust this CA certificate (PEM; e.g. the one
+    /// `ringwire serve --tls-self-signed` wrote) instead of the bundled
+    /// Mozilla roots.
+    #[arg(long, conflicts_with = "insecure")]
+    ca: Option<std::path::PathBuf>,
+    /// wss://: accept any certificate for any name. DANGEROUS: only for
+    /// testing against servers you control.
+    #[arg(long)]
+    insecure: bool,
+    /// Offer permessage-deflate (used if the server accepts; the report
+    /// says what was negotiated).
+    #[arg(long)]
+    deflate: bool,
     /// Measured period: 10, 10s, 500ms, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -109,21 +147,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(cmd: LoadCmd) -> Result<(), String> {
-    let (mode, a) = match cmd {
-        LoadCmd::Echo(a) => (Mode::Echo, a),
-        LoadCmd::Rate(a) => (Mode::Rate, a),
-        LoadCmd::Connect(a) => (Mode::Connect, a),
-        LoadCmd::Idle(a) => (Mode::Idle, a),
+    let (opts, a) = match cmd {
+        LoadCmd::Echo(a) => (mode_options(Mode::Echo, &a), a.common),
+        LoadCmd::Rate(a) => (mode_options(Mode::Rate, &a), a.common),
+        LoadCmd::Connect(a) => (mode_options(Mode::Connect, &a), a.common),
+        LoadCmd::Idle(a) => (mode_options(Mode::Idle, &a), a.common),
+        LoadCmd::Fanout(f) => (
+            Options {
+                mode: Mode::Fanout,
+                subscribers: f.subscribers,
+                publishers: f.publishers,
+                rooms: f.rooms,
+                rate: f.rate,
+                size: f.size,
+                text: true,
+                ..Options::default()
+            },
+            f.common,
+        ),
     };
+    let mode = opts.mode;
     let opts = Options {
-        mode,
         url: a.url.clone(),
-        conns: a.conns.max(1),
-        in_flight: a.in_flight.max(1),
-        size: a.size,
-        text: a.text || a.json_like,
-        json: a.json_like,
-        rate: a.rate,
         duration: a.duration,
         warmup: a.warmup,
         threads: a.threads.max(1),
@@ -145,6 +190,7 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         } else {
             None
         },
+        ..opts
     };
     let r = ringwire_loadgen::run(&opts).map_err(|e| e.to_string())?;
     if let Some(p) = &a.hgrm {
@@ -153,13 +199,20 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
     }
     if let Some(p) = &a.svg {
         let mut f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let title = format!(
-            "ringwire load {} {} ({} conns, {} B)",
-            mode.name(),
-            a.url,
-            opts.conns,
-            opts.size
-        );
+        let title = if mode == Mode::Fanout {
+            format!(
+                "ringwire load fanout {} ({} subscribers, {} publishers, {} rooms, {} B)",
+                a.url, opts.subscribers, opts.publishers, opts.rooms, opts.size
+            )
+        } else {
+            format!(
+                "ringwire load {} {} ({} conns, {} B)",
+                mode.name(),
+                a.url,
+                opts.conns,
+                opts.size
+            )
+        };
         let hist = if mode == Mode::Connect || mode == Mode::Idle {
             &r.connect_latency
         } else {
@@ -173,10 +226,26 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         print!("{}", r.table());
     }
     if r.mismatches > 0 {
-        return Err(format!(
-            "{} echoes did not match what was sent",
-            r.mismatches
-        ));
+        let what = if mode == Mode::Fanout {
+            "deliveries had a bad header or payload, or came from another room"
+        } else {
+            "echoes did not match what was sent"
+        };
+        return Err(format!("{} {what}", r.mismatches));
     }
     Ok(())
+}
+
+/// The mode-specific options of echo, rate, connect and idle.
+fn mode_options(mode: Mode, a: &LoadArgs) -> Options {
+    Options {
+        mode,
+        conns: a.conns.max(1),
+        in_flight: a.in_flight.max(1),
+        size: a.size,
+        text: a.text || a.json_like,
+        json: a.json_like,
+        rate: a.rate,
+        ..Options::default()
+    }
 }

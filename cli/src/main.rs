@@ -23,7 +23,7 @@ enum Cmd {
     /// with the empty name) and / (a browser page using both).
     Serve(serve::ServeArgs),
     /// Load generator: echo, rate, connect or idle against any WebSocket
-    /// server.
+    /// server; fanout against a pub/sub room server (/chat/{room}).
     #[command(subcommand)]
     Load(load::LoadCmd),
 }

@@ -325,3 +325,71 @@ fn serve_deflate_epoll() {
 fn serve_deflate_shared_uring() {
     check_deflate("uring", true);
 }
+
+/// `ringwire load fanout` against `ringwire serve`'s /chat/{room} (two
+/// reactors): every publish reaches every subscriber of its room, in
+/// sequence, nothing lost, duplicated or crossing rooms.
+fn check_fanout(backend: &str) {
+    let srv = serve(backend);
+    let fanout = |subs: usize, pubs: usize, rooms: usize| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["load", "fanout", &format!("ws://{}/chat/t", srv.addr)])
+            .args(["--subscribers", &subs.to_string()])
+            .args(["--publishers", &pubs.to_string()])
+            .args(["--rooms", &rooms.to_string()])
+            .args(["--rate", "2000", "--size", "64", "--duration", "1s"])
+            .args(["--warmup", "200ms", "--backend", backend, "--json"])
+            .output()
+            .expect("ringwire load runs");
+        let json = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{json} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json.trim().lines().count(), 1, "{json}");
+        let j: serde_json::Value = serde_json::from_str(&json).expect("one JSON line");
+        let n = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k} in {json}"));
+        assert_eq!(j["mode"], "fanout", "{json}");
+        assert_eq!(n("connected"), (subs + pubs) as u64, "{json}");
+        assert_eq!(
+            (n("subscribers"), n("publishers")),
+            (subs as u64, pubs as u64)
+        );
+        assert_eq!(n("rooms"), rooms as u64, "{json}");
+        for k in [
+            "errors_total",
+            "mismatches",
+            "gaps",
+            "duplicates",
+            "undelivered",
+        ] {
+            assert_eq!(n(k), 0, "{k} in {json}");
+        }
+        // ~2000/s over 1 s.
+        let published = n("published");
+        assert!((1500..=2200).contains(&published), "{json}");
+        // Deliveries counted by arrival in the period, expected ones by
+        // publish time in it: equal but for the few in flight at its ends.
+        // Rooms of equal size here: each publish is for subs / rooms.
+        let (msgs, expected) = (n("msgs"), n("expected_deliveries"));
+        assert_eq!(expected, published * (subs / rooms) as u64, "{json}");
+        assert!(msgs.abs_diff(expected) <= expected / 20, "{json}");
+        assert_eq!(j["latency_us"]["count"].as_u64(), Some(msgs), "{json}");
+    };
+    // One room: 2 publishers to 50 subscribers.
+    fanout(50, 2, 1);
+    // Two rooms (/chat/t0 and /chat/t1), one publisher and 25 subscribers
+    // each: a delivery from the other room would be a mismatch.
+    fanout(50, 2, 2);
+}
+
+#[test]
+fn fanout_epoll() {
+    check_fanout("epoll");
+}
+
+#[test]
+fn fanout_uring() {
+    check_fanout("uring");
+}

@@ -39,6 +39,19 @@ pub struct Acc {
     /// Connections that negotiated permessage-deflate.
     pub deflated: usize,
     pub errors: BTreeMap<String, u64>,
+    /// Fan-out: messages published in the measured period.
+    pub published: u64,
+    /// Fan-out: deliveries those should make (each × its room's
+    /// subscribers).
+    pub expected: u64,
+    /// Fan-out: messages skipped in a publisher's sequence.
+    pub gaps: u64,
+    /// Fan-out: deliveries at or below a sequence number already seen.
+    pub duplicates: u64,
+    /// Fan-out: published messages a subscriber never got by the end.
+    pub undelivered: u64,
+    /// Fan-out: subscriber deliveries in every phase (for the drain).
+    pub received: u64,
 }
 
 impl Acc {
@@ -52,6 +65,12 @@ impl Acc {
             connected: 0,
             deflated: 0,
             errors: BTreeMap::new(),
+            published: 0,
+            expected: 0,
+            gaps: 0,
+            duplicates: 0,
+            undelivered: 0,
+            received: 0,
         }
     }
 
@@ -70,6 +89,12 @@ impl Acc {
         self.mismatches += std::mem::take(&mut other.mismatches);
         self.connected += std::mem::take(&mut other.connected);
         self.deflated += std::mem::take(&mut other.deflated);
+        self.published += std::mem::take(&mut other.published);
+        self.expected += std::mem::take(&mut other.expected);
+        self.gaps += std::mem::take(&mut other.gaps);
+        self.duplicates += std::mem::take(&mut other.duplicates);
+        self.undelivered += std::mem::take(&mut other.undelivered);
+        self.received += std::mem::take(&mut other.received);
         for (k, v) in std::mem::take(&mut other.errors) {
             *self.errors.entry(k).or_default() += v;
         }
@@ -132,6 +157,12 @@ impl Shared {
             all.mismatches += a.mismatches;
             all.connected += a.connected;
             all.deflated += a.deflated;
+            all.published += a.published;
+            all.expected += a.expected;
+            all.gaps += a.gaps;
+            all.duplicates += a.duplicates;
+            all.undelivered += a.undelivered;
+            all.received += a.received;
             for (k, v) in a.errors.iter() {
                 *all.errors.entry(k.clone()).or_default() += v;
             }

@@ -7,13 +7,16 @@
 //! from the *intended* send time so a stalled server cannot hide —
 //! coordinated omission corrected as wrk2 does), [`Mode::Connect`]
 //! (connection storm: connects/s and handshake latency), [`Mode::Idle`]
-//! (open N connections and hold them). Every echo is compared with what was
-//! sent; latencies go into HdrHistograms in microseconds.
+//! (open N connections and hold them), [`Mode::Fanout`] (publishers and
+//! subscribers in pub/sub rooms: deliveries/s, publish → delivery latency
+//! and a sequence check of every delivery). Every echo is compared with
+//! what was sent; latencies go into HdrHistograms in microseconds.
 
 pub mod report;
 
 mod conns;
 mod echo;
+pub mod fanout;
 mod storm;
 
 use std::net::IpAddr;
@@ -34,6 +37,9 @@ pub enum Mode {
     Connect,
     /// Open `conns` connections and hold them.
     Idle,
+    /// `subscribers` and `publishers` in `rooms` pub/sub rooms; the
+    /// publishers send at `rate` messages/s in total (see [`fanout`]).
+    Fanout,
 }
 
 impl Mode {
@@ -44,6 +50,7 @@ impl Mode {
             Mode::Rate => "rate",
             Mode::Connect => "connect",
             Mode::Idle => "idle",
+            Mode::Fanout => "fanout",
         }
     }
 }
@@ -66,7 +73,8 @@ pub struct Options {
     /// Text payloads that look like JSON records (for compression
     /// benchmarks) instead of a repeating alphabet.
     pub json: bool,
-    /// Rate mode: messages per second over all connections.
+    /// Rate mode: messages per second over all connections; fan-out: over
+    /// all publishers.
     pub rate: f64,
     /// Measured period.
     pub duration: Duration,
@@ -88,6 +96,12 @@ pub struct Options {
     pub tls: Option<ringwire::ClientTls>,
     /// Offer permessage-deflate.
     pub deflate: Option<ringwire::PermessageDeflate>,
+    /// Fan-out: subscriber connections.
+    pub subscribers: usize,
+    /// Fan-out: publisher connections.
+    pub publishers: usize,
+    /// Fan-out: rooms (1: the URL itself; K > 1: `<URL>0` … `<URL>{K-1}`).
+    pub rooms: usize,
 }
 
 impl Default for Options {
@@ -110,6 +124,9 @@ impl Default for Options {
             tls: None,
             deflate: None,
             json: false,
+            subscribers: 100,
+            publishers: 1,
+            rooms: 1,
         }
     }
 }
@@ -170,6 +187,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     match opts.mode {
         Mode::Echo | Mode::Rate => echo::run(opts),
         Mode::Connect | Mode::Idle => storm::run(opts),
+        Mode::Fanout => fanout::run(opts),
     }
 }
 

@@ -35,10 +35,34 @@ pub fn new_histogram() -> Histogram<u64> {
     h
 }
 
+/// What a fan-out run ([`crate::Mode::Fanout`]) adds to a report. Its deliveries are the
+/// report's `msgs` (and `msgs_per_sec`), its publish → delivery latency the report's `latency`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// Subscriber connections requested.
+    pub subscribers: usize,
+    /// Publisher connections requested.
+    pub publishers: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Messages published in the measured period.
+    pub published: u64,
+    /// Deliveries those messages should make: each one × its room's subscribers.
+    pub expected_deliveries: u64,
+    /// Messages a subscriber missed inside a publisher's sequence (over the whole run).
+    pub gaps: u64,
+    /// Deliveries at or below a sequence number the subscriber had already seen (duplicates
+    /// and reorders, over the whole run).
+    pub duplicates: u64,
+    /// Published messages (any phase) a subscriber had not got when the run ended, after the
+    /// drain.
+    pub undelivered: u64,
+}
+
 /// Everything one run measured, filled in by the load driver and printed at the end.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// `"echo"`, `"rate"`, `"connect"` or `"idle"`.
+    /// `"echo"`, `"rate"`, `"connect"`, `"idle"` or `"fanout"`.
     pub mode: String,
     /// The target URL.
     pub url: String,
@@ -75,6 +99,8 @@ pub struct Report {
     pub connect_latency: Histogram<u64>,
     /// Percent of one core this process used during the period (see [`process_cpu_time`]).
     pub client_cpu: Option<f64>,
+    /// Fan-out mode's counts (`None` in the other modes).
+    pub fanout: Option<Fanout>,
 }
 
 impl Report {
@@ -99,6 +125,7 @@ impl Report {
             latency: new_histogram(),
             connect_latency: new_histogram(),
             client_cpu: None,
+            fanout: None,
         }
     }
 
@@ -129,8 +156,14 @@ impl Report {
     /// connect_latency_us connects_per_sec client_cpu_percent`; each `*_us` object has
     /// `count min mean p50 p90 p99 p999 p9999 max`. `rate` and `client_cpu_percent` are `null`
     /// when unknown; an empty histogram gives 0 for every statistic.
+    ///
+    /// Fan-out mode adds `subscribers publishers rooms published published_per_sec
+    /// expected_deliveries gaps duplicates undelivered` (see [`Fanout`]); there `msgs` and
+    /// `msgs_per_sec` count subscribers' deliveries, `conns` is subscribers + publishers and
+    /// `latency_us` is publish → delivery from the intended send time. The other modes' lines
+    /// do not have these keys.
     pub fn to_json(&self) -> String {
-        json!({
+        let mut v = json!({
             "mode": self.mode,
             "url": self.url,
             "conns": self.conns,
@@ -153,9 +186,25 @@ impl Report {
             "connect_latency_us": Stats::of(&self.connect_latency).to_json(),
             "connects_per_sec": self.connects_per_sec(),
             "client_cpu_percent": self.client_cpu,
-        })
+        });
+        if let (Some(f), Value::Object(m)) = (&self.fanout, &mut v) {
+            let published_per_sec = per_sec(f.published as f64, self.duration);
+            for (k, x) in [
+                ("subscribers", json!(f.subscribers)),
+                ("publishers", json!(f.publishers)),
+                ("rooms", json!(f.rooms)),
+                ("published", json!(f.published)),
+                ("published_per_sec", json!(published_per_sec)),
+                ("expected_deliveries", json!(f.expected_deliveries)),
+                ("gaps", json!(f.gaps)),
+                ("duplicates", json!(f.duplicates)),
+                ("undelivered", json!(f.undelivered)),
+            ] {
+                m.insert(k.into(), x);
+            }
+        }
         // Compact serialisation escapes control characters inside strings, so this is one line.
-        .to_string()
+        v.to_string()
     }
 
     /// The final human-readable summary: run parameters, throughput, latency percentiles
@@ -173,14 +222,34 @@ impl Report {
         let kind = if self.text { "text" } else { "binary" };
         let mut s = format!("mode          {mode}  {url}\n");
         s += &format!("connections   {conns} requested, {connected} opened ({cps:.1}/s)\n");
-        s += &format!(
-            "load          {size} B {kind}, {in_flight} in flight/conn, {threads} threads\n"
-        );
+        if let Some(f) = &self.fanout {
+            let (subs, pubs, rooms) = (f.subscribers, f.publishers, f.rooms);
+            s += &format!("fanout        {subs} subscribers, {pubs} publishers, {rooms} rooms\n");
+            s += &format!("load          {size} B {kind}, {threads} threads\n");
+        } else {
+            s += &format!(
+                "load          {size} B {kind}, {in_flight} in flight/conn, {threads} threads\n"
+            );
+        }
         if let Some(rate) = self.rate {
             s += &format!("target rate   {rate:.1} msg/s\n");
         }
         s += &format!("duration      {secs:.2} s\n");
-        s += &format!("throughput    {msgs} msgs, {mps:.1} msg/s, {mib:.2} MiB/s ({bytes} B)\n");
+        if let Some(f) = &self.fanout {
+            let (published, expected) = (f.published, f.expected_deliveries);
+            let pps = per_sec(published as f64, self.duration);
+            s += &format!("published     {published} msgs, {pps:.1} msg/s\n");
+            s += &format!(
+                "deliveries    {msgs} of {expected} expected, {mps:.1} msg/s, {mib:.2} MiB/s ({bytes} B)\n"
+            );
+            let (gaps, dups, undelivered) = (f.gaps, f.duplicates, f.undelivered);
+            s += &format!(
+                "checks        {gaps} gaps, {dups} duplicates, {undelivered} undelivered\n"
+            );
+        } else {
+            s +=
+                &format!("throughput    {msgs} msgs, {mps:.1} msg/s, {mib:.2} MiB/s ({bytes} B)\n");
+        }
         if let Some(cpu) = self.client_cpu {
             s += &format!("client cpu    {cpu:.1} % of one core\n");
         }
@@ -189,10 +258,12 @@ impl Report {
         for h in ["min", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"] {
             s += &format!("{h:>9}");
         }
-        let rows = [
-            ("round trip", &self.latency),
-            ("connect", &self.connect_latency),
-        ];
+        let first = if self.fanout.is_some() {
+            "publish→deliv"
+        } else {
+            "round trip"
+        };
+        let rows = [(first, &self.latency), ("connect", &self.connect_latency)];
         for (name, hist) in rows {
             let st = Stats::of(hist);
             s += &format!("\n{name:<14}{:>10}", st.count);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ringwire_loadgen::report::{
-    HIST_MAX_US, Report, new_histogram, process_cpu_time, write_hgrm, write_svg,
+    Fanout, HIST_MAX_US, Report, new_histogram, process_cpu_time, write_hgrm, write_svg,
 };
 use serde_json::Value;
 
@@ -339,6 +339,78 @@ fn table_has_key_numbers() {
     );
     // An empty report renders too.
     assert!(Report::new("idle", "ws://x/").table().contains("errors"));
+}
+
+fn fanout_report() -> Report {
+    let mut r = Report::new("fanout", "ws://127.0.0.1:9001/chat/bench");
+    r.conns = 1003;
+    r.connected = 1003;
+    r.size = 64;
+    r.text = true;
+    r.rate = Some(2000.0);
+    r.threads = 1;
+    r.duration = Duration::from_secs(2);
+    r.msgs = 3_999_000;
+    r.bytes = 3_999_000 * 64;
+    r.latency = uniform_1000();
+    r.fanout = Some(Fanout {
+        subscribers: 1000,
+        publishers: 3,
+        rooms: 2,
+        published: 4000,
+        expected_deliveries: 2_000_000 + 1_000_000,
+        gaps: 5,
+        duplicates: 1,
+        undelivered: 7,
+    });
+    r
+}
+
+#[test]
+fn fanout_json_keys() {
+    let line = fanout_report().to_json();
+    assert!(!line.contains('\n'));
+    let j: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(j["mode"], "fanout");
+    assert_eq!(j["msgs"], 3_999_000);
+    assert_eq!(j["msgs_per_sec"].as_f64().unwrap(), 1_999_500.0);
+    assert_eq!(j["subscribers"], 1000);
+    assert_eq!(j["publishers"], 3);
+    assert_eq!(j["rooms"], 2);
+    assert_eq!(j["published"], 4000);
+    assert_eq!(j["published_per_sec"].as_f64().unwrap(), 2000.0);
+    assert_eq!(j["expected_deliveries"], 3_000_000);
+    assert_eq!(j["gaps"], 5);
+    assert_eq!(j["duplicates"], 1);
+    assert_eq!(j["undelivered"], 7);
+    assert_eq!(j["latency_us"]["count"], 1000);
+    // The other modes' lines keep their keys and gain none.
+    let echo: Value = serde_json::from_str(&sample_report().to_json()).unwrap();
+    for k in [
+        "subscribers",
+        "published",
+        "gaps",
+        "duplicates",
+        "undelivered",
+    ] {
+        assert!(echo.get(k).is_none(), "{k}");
+    }
+}
+
+#[test]
+fn fanout_table() {
+    let t = fanout_report().table();
+    for needle in [
+        "fanout        1000 subscribers, 3 publishers, 2 rooms",
+        "published     4000 msgs, 2000.0 msg/s",
+        "deliveries    3999000 of 3000000 expected, 1999500.0 msg/s",
+        "checks        5 gaps, 1 duplicates, 7 undelivered",
+        "publish→deliv",
+    ] {
+        assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+    }
+    assert!(!t.contains("in flight/conn"), "{t}");
+    assert!(!t.contains("round trip"), "{t}");
 }
 
 #[test]
