@@ -6,6 +6,7 @@
 # minimal client written apart from the engine, bench/peers/README.md).
 #
 #   bench/compare.sh [--server-cores N] [--gen-cores M] [--cpu-table] [ROUNDS] [SECS] [SERVERS]
+#   bench/compare.sh --fanout [SECS] [SERVERS]   (pub/sub fan-out: bench/scripts/fanout.sh)
 #
 #   ROUNDS   rounds, servers interleaved in each (A B C … A B C …); medians
 #            are reported (default 3; --cpu-table: 4)
@@ -87,6 +88,9 @@ while (($#)); do
     --gen-cores) (($# >= 2)) || die "--gen-cores needs a value"; GEN_CORES=$2; shift 2 ;;
     --gen-cores=*) GEN_CORES=${1#*=}; shift ;;
     --cpu-table) CPU_TABLE=1; shift ;;
+    # The pub/sub fan-out comparison (#15) has its own generator mode and
+    # settings: bench/scripts/fanout.sh [SECS] [SERVERS].
+    --fanout) shift; exec bench/scripts/fanout.sh "$@" ;;
     -h | --help) usage; exit 0 ;;
     --) shift; pos+=("$@"); break ;;
     -*) die "unknown option $1 (see --help)" ;;
