@@ -75,14 +75,14 @@ async fn subscriber(addr: std::net::SocketAddr, topic: &str) -> Ws {
     ws
 }
 
-/// 200 subscribers spread over both reactors; 2,000 messages published
+/// 1,000 subscribers spread over both reactors; 10,000 messages published
 /// from the test thread arrive at every one of them, in order, once.
 fn order_per_publisher(backend: Backend) {
     let server = start(builder(backend), |_| Topics::default());
     let addr = server.local_addr();
-    const SUBS: usize = 200;
-    const MSGS: usize = 2_000;
-    block_on(Duration::from_secs(60), async {
+    const SUBS: usize = 1_000;
+    const MSGS: usize = 10_000;
+    block_on(Duration::from_secs(240), async {
         let mut subs = Vec::new();
         for _ in 0..SUBS {
             subs.push(subscriber(addr, "news").await);
