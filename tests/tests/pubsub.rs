@@ -1,7 +1,8 @@
 //! Pub/sub topics on both backends, two reactors: order per publisher to
 //! subscribers on every reactor, publish from a callback (everyone but the
 //! sender) and from a non-reactor thread, unsubscribe (nothing after it),
-//! unsubscribe on close, publishes and handle sends in one order, a
+//! subscribe/unsubscribe while publishing, unsubscribe on close, publishes
+//! and handle sends in one order, a
 //! never-reading subscriber closed (1008) or dropped from (counted exactly)
 //! by policy while the others get everything, permessage-deflate
 //! subscribers of both kinds.
@@ -158,6 +159,86 @@ fn publishes_and_sends_keep_their_order(backend: Backend) {
     stop(server);
 }
 
+/// Subscribing and unsubscribing while a thread publishes: subscribers
+/// that stay get every message in order; one that unsubscribed gets
+/// nothing after the `ok` to its unsubscribe, and after it subscribes
+/// again only later messages, in order.
+fn subscribe_and_unsubscribe_while_publishing(backend: Backend) {
+    let server = start(builder(backend), |_| Topics::default());
+    let addr = server.local_addr();
+    const MSGS: usize = 3_000;
+    block_on(Duration::from_secs(60), async {
+        let mut stay = Vec::new();
+        for _ in 0..20 {
+            stay.push(subscriber(addr, "churn").await);
+        }
+        let mut churn = Vec::new();
+        for _ in 0..20 {
+            churn.push(subscriber(addr, "churn").await);
+        }
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let publisher = async {
+            for i in 0..MSGS {
+                let m = SharedMessage::text(format!("m{i}"));
+                assert_ne!(server.publish("churn", &m), SendStatus::Dropped);
+                if i % 50 == 49 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        };
+        let stayers = stay.iter_mut().map(|ws| async move {
+            for i in 0..MSGS {
+                expect_text(ws, &format!("m{i}")).await;
+            }
+        });
+        let done = &done;
+        let churners = churn.iter_mut().map(|ws| async move {
+            let mut last: Option<usize> = None;
+            let check = |t: &str, last: &mut Option<usize>| {
+                let i: usize = t
+                    .strip_prefix('m')
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a message, got {t:?}"));
+                assert!(last.is_none_or(|l| i > l), "{i} after {last:?}");
+                *last = Some(i);
+            };
+            let mut cycles = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || cycles < 3 {
+                ws_send(ws, WsMessage::text("unsub:churn")).await;
+                loop {
+                    match ws_next(ws).await {
+                        WsMessage::Text(t) if t.as_str() == "ok" => break,
+                        WsMessage::Text(t) => check(t.as_str(), &mut last),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                // Unsubscribed: the next thing is the answer to this.
+                ws_send(ws, WsMessage::text("count:churn")).await;
+                match ws_next(ws).await {
+                    WsMessage::Text(t) => assert!(
+                        t.parse::<usize>().is_ok(),
+                        "a message after unsubscribe: {t}"
+                    ),
+                    other => panic!("unexpected {other:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                ws_send(ws, WsMessage::text("sub:churn")).await;
+                expect_text(ws, "ok").await;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                cycles += 1;
+            }
+        });
+        futures_util::future::join3(
+            publisher,
+            futures_util::future::join_all(stayers),
+            futures_util::future::join_all(churners),
+        )
+        .await;
+    });
+    stop(server);
+}
+
 /// A callback's publish reaches every subscriber but its sender, in order
 /// with the sender's other publishes; after unsubscribing nothing more
 /// arrives; a connection that closes is unsubscribed.
@@ -205,7 +286,7 @@ fn callback_publish_unsubscribe_and_close(backend: Backend) {
 }
 
 /// A subscriber that never reads is closed by the send-queue cap (1008)
-/// while 100 others get all 1,000 messages of 8 KiB (sent by reference).
+/// while 1,000 others get all 300 messages of 8 KiB (sent by reference).
 fn slow_subscriber_is_shed(backend: Backend) {
     let server = start(builder(backend).max_buffered(256 << 10), |_| {
         Topics::default()
@@ -217,10 +298,11 @@ fn slow_subscriber_is_shed(backend: Backend) {
         Frame::Text(t) => assert_eq!(t, "ok"),
         other => panic!("expected ok, got {other:?}"),
     }
-    const MSGS: usize = 1_000;
-    block_on(Duration::from_secs(60), async {
+    const MSGS: usize = 300;
+    const OTHERS: usize = 1_000;
+    block_on(Duration::from_secs(120), async {
         let mut subs = Vec::new();
-        for _ in 0..100 {
+        for _ in 0..OTHERS {
             subs.push(subscriber(addr, "feed").await);
         }
         let payload = "x".repeat(8 << 10);
@@ -262,7 +344,7 @@ fn slow_subscriber_is_shed(backend: Backend) {
         // Closed with 1008, then (it never answers) dropped at the close
         // timeout and unsubscribed; the others stay.
         wait_until("the slow subscriber is unsubscribed", || {
-            server.subscribers("feed") == 100
+            server.subscribers("feed") == OTHERS
         });
     });
     drop(slow);
@@ -410,6 +492,7 @@ fn deflate_subscribers(backend: Backend) {
 backend_tests! {
     order_per_publisher: order_per_publisher_epoll, order_per_publisher_uring;
     publishes_and_sends_keep_their_order: publishes_and_sends_keep_their_order_epoll, publishes_and_sends_keep_their_order_uring;
+    subscribe_and_unsubscribe_while_publishing: subscribe_and_unsubscribe_while_publishing_epoll, subscribe_and_unsubscribe_while_publishing_uring;
     callback_publish_unsubscribe_and_close: callback_publish_unsubscribe_and_close_epoll, callback_publish_unsubscribe_and_close_uring;
     slow_subscriber_is_shed: slow_subscriber_is_shed_epoll, slow_subscriber_is_shed_uring;
     deflate_subscribers: deflate_subscribers_epoll, deflate_subscribers_uring;
