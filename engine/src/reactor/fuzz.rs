@@ -125,6 +125,33 @@ impl Handler for FuzzHandler {
             Some(b'g') => {
                 let _ = ws.ping(&bytes[..bytes.len().min(125)]);
             }
+            // Pub/sub: the second byte names one of four topics; `P`
+            // publishes the whole message to it (delivered when the
+            // mailbox is drained), `s`/`u` subscribe and unsubscribe.
+            Some(b's') => {
+                let topic = [bytes.get(1).copied().unwrap_or(0) % 4];
+                let was = ws.is_subscribed(topic);
+                if ws.subscribe(topic) == was {
+                    self.log.lock().unwrap().violations.push(format!(
+                        "subscribe to a topic it was subscribed to: {was} ({tag})"
+                    ));
+                }
+            }
+            Some(b'u') => {
+                let topic = [bytes.get(1).copied().unwrap_or(0) % 4];
+                let was = ws.is_subscribed(topic);
+                if ws.unsubscribe(topic) != was || ws.is_subscribed(topic) {
+                    self.log
+                        .lock()
+                        .unwrap()
+                        .violations
+                        .push(format!("unsubscribe disagrees with is_subscribed ({tag})"));
+                }
+            }
+            Some(b'P') => {
+                let topic = [bytes.get(1).copied().unwrap_or(0) % 4];
+                let _ = ws.publish(topic, &msg);
+            }
             _ => {
                 let _ = ws.send(&msg);
             }
@@ -469,6 +496,13 @@ fn check_end<H: Handler>(fake: &Fake<H>, log: &Arc<Mutex<Log>>, dials: u32) {
         problems.push(format!(
             "{} output bytes unaccounted",
             fake.core.ctx.out_bytes
+        ));
+    }
+    // Every connection has ended, so every subscription with it.
+    if fake.core.ctx.hub.topics() != 0 {
+        problems.push(format!(
+            "{} topics still have subscribers at the end",
+            fake.core.ctx.hub.topics()
         ));
     }
     for (tag, l) in log.lives.iter().enumerate() {
