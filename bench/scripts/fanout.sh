@@ -10,13 +10,20 @@
 # in one room; `rooms` = 100 publishers -> 1,000 subscribers in 10 rooms;
 # 64 B text messages. For each server and setting a ladder of publish rates
 # (RATES_ONE, RATES_ROOMS, publishes/s over all publishers) runs once
-# each, servers interleaved per rate. Server pinned to CPU 1 (one core:
-# ringwire --reactors 1, the tokio peer on its current-thread runtime, uWS
-# on node's thread), the generator to CPU 0 (one thread). Per run: the
+# each, servers interleaved per rate. By default the server is pinned to
+# CPU 1 (one core: ringwire --reactors 1, the tokio peer on its
+# current-thread runtime, uWS on node's thread), the generator to CPU 0
+# (one thread). Per run: the
 # deliveries/s the subscribers counted, gaps / undelivered / errors (a
 # clean run has none), publish -> delivery p50/p99 from the intended send
 # time, and the server's CPU share and CPU time per delivery from
 # /proc/PID/stat inside the measured window.
+#
+# On a larger machine: SERVER_CORES=N GEN_CORES=M (default 1 and 1) give
+# the generator CPUs 0..M-1 and M threads, the server the next N CPUs
+# (ringwire --reactors N, the tokio peer --workers N; uWS stays on one
+# thread), e.g. SERVER_CORES=2 GEN_CORES=8 for the two-reactor scaling
+# target against SERVER_CORES=1.
 #
 # Output: bench/results/fanout-<date>.jsonl and Markdown tables on stdout.
 # Loopback only; every run bounded in time; servers stopped by PID.
@@ -27,6 +34,13 @@ SERVERS=${2:-"ringwire-uring ringwire-epoll uws tokio-tungstenite"}
 RATES_ONE=${RATES_ONE:-"50 100 200 400 800"}
 RATES_ROOMS=${RATES_ROOMS:-"5000 10000 20000 40000 60000"}
 PORT=${PORT:-9481}
+SERVER_CORES=${SERVER_CORES:-1}
+GEN_CORES=${GEN_CORES:-1}
+if ((SERVER_CORES + GEN_CORES > $(nproc))); then
+  echo "SERVER_CORES + GEN_CORES = $((SERVER_CORES + GEN_CORES)) > $(nproc) CPUs" >&2; exit 2
+fi
+GEN_CPUS=0-$((GEN_CORES - 1))
+SRV_CPUS=$GEN_CORES-$((GEN_CORES + SERVER_CORES - 1))
 cargo build --release -q -p ringwire-cli -p ringwire-peers
 bench/peers/install.sh >/dev/null
 bin=./target/release/ringwire
@@ -40,10 +54,10 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 start_server() { # name -> pid
   local addr=127.0.0.1:$PORT
   case $1 in
-    ringwire-uring) taskset -c 1 $bin serve --listen $addr --reactors 1 --backend uring >/dev/null 2>&1 & ;;
-    ringwire-epoll) taskset -c 1 $bin serve --listen $addr --reactors 1 --backend epoll >/dev/null 2>&1 & ;;
-    uws) taskset -c 1 bench/peers/node/run-uws.sh $addr >/dev/null 2>&1 & ;;
-    tokio-tungstenite) taskset -c 1 ./target/release/peer-tokio-tungstenite $addr >/dev/null 2>&1 & ;;
+    ringwire-uring) taskset -c "$SRV_CPUS" $bin serve --listen $addr --reactors "$SERVER_CORES" --backend uring >/dev/null 2>&1 & ;;
+    ringwire-epoll) taskset -c "$SRV_CPUS" $bin serve --listen $addr --reactors "$SERVER_CORES" --backend epoll >/dev/null 2>&1 & ;;
+    uws) taskset -c "$SRV_CPUS" bench/peers/node/run-uws.sh $addr >/dev/null 2>&1 & ;;
+    tokio-tungstenite) taskset -c "$SRV_CPUS" ./target/release/peer-tokio-tungstenite $addr --workers "$SERVER_CORES" >/dev/null 2>&1 & ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
   esac
   local pid=$!
@@ -68,8 +82,8 @@ measure() {
   local server=$1 setting=$2 rate=$3 conns=$4; shift 4
   local srv; srv=$(start_server "$server") || return 0
   local json; json=$(mktemp)
-  taskset -c 0 $bin load fanout "ws://127.0.0.1:$PORT/chat/bench" "$@" --rate "$rate" --size 64 \
-    --threads 1 --warmup 1s --duration "${SECS}s" --connect-timeout 20s --json >"$json" 2>/dev/null &
+  taskset -c "$GEN_CPUS" $bin load fanout "ws://127.0.0.1:$PORT/chat/bench" "$@" --rate "$rate" --size 64 \
+    --threads "$GEN_CORES" --warmup 1s --duration "${SECS}s" --connect-timeout 20s --json >"$json" 2>/dev/null &
   local gen=$!
   # Connections first (10,000 handshakes take a few seconds here), then
   # the warm-up: the window starts once the generator's load is on.
@@ -119,16 +133,17 @@ for rate in $RATES_ROOMS; do
   done
 done
 
-python3 - "$out" "$SERVERS" "$SECS" <<'PY'
+python3 - "$out" "$SERVERS" "$SECS" "$SERVER_CORES" "$GEN_CORES" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 servers = sys.argv[2].split()
 secs = sys.argv[3]
+srv_cores, gen_cores = sys.argv[4], sys.argv[5]
 def clean(r):
     return r["errors"] == 0 and r["gaps"] == 0 and r["undelivered"] == 0 and r["duplicates"] == 0 \
         and r["deliveries_per_sec"] > 0
-print(f"One run per rate, {secs} s measured each; server on CPU 1, `ringwire load fanout` on CPU 0. "
-      f"Every run: `{sys.argv[1]}`.\n")
+print(f"One run per rate, {secs} s measured each; server on {srv_cores} CPU(s) after the generator's "
+      f"{gen_cores} (`ringwire load fanout --threads {gen_cores}`). Every run: `{sys.argv[1]}`.\n")
 for setting, title in [("one", "1 publisher -> 10,000 subscribers, 64 B"),
                        ("rooms", "100 publishers -> 1,000 subscribers in 10 rooms, 64 B")]:
     rs = [r for r in rows if r["setting"] == setting]
