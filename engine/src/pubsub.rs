@@ -183,19 +183,15 @@ impl Hub {
     /// subscribers miss it; the others get it); `Backpressure` when a
     /// mailbox is more than half full.
     pub fn publish(&self, p: Publish) -> SendStatus {
-        let targets: Vec<usize> = {
-            let map = self.topics.read().unwrap_or_else(|e| e.into_inner());
-            match map.get(&p.topic) {
-                None => return SendStatus::Sent,
-                Some(c) => (0..c.len()).filter(|&r| c[r] > 0).collect(),
-            }
-        };
         let p = Arc::new(p);
         let mut status = SendStatus::Sent;
-        for r in targets {
-            let Some(shared) = self.reactors.get(r) else {
-                continue;
-            };
+        // Mailbox sends never block, so they go out under the read lock
+        // (no list of targets to build per publish).
+        let map = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let Some(counts) = map.get(&p.topic) else {
+            return status;
+        };
+        for (shared, _) in self.reactors.iter().zip(counts).filter(|(_, n)| **n > 0) {
             match shared.publish(p.clone()) {
                 SendStatus::Sent => {}
                 SendStatus::Backpressure if status == SendStatus::Sent => {

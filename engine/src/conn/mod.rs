@@ -31,7 +31,7 @@ pub(crate) enum CloseStep {
 mod out;
 mod tls;
 
-pub(crate) use out::{BufPool, MAX_IOV, OutQueue, SPLICE_MIN};
+pub(crate) use out::{BufPool, EMPTY_IOV, Iovecs, MAX_IOV, OutQueue, SPLICE_MIN, msghdr};
 pub(crate) use tls::Tls;
 use tls::tls_estimate;
 

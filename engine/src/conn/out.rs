@@ -107,6 +107,25 @@ impl BufPool {
     }
 }
 
+/// An unused iovec slot.
+pub(crate) const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// A `msghdr` for a vectored send of `iov` (no address, no control data).
+pub(crate) fn msghdr(iov: &mut [libc::iovec]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is "no name, no control".
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_iov = iov.as_mut_ptr();
+    m.msg_iovlen = iov.len() as _;
+    m
+}
+
+/// The pieces of one vectored write; a backend keeps one set and fills it
+/// per flush ([`OutQueue::fill_iovecs`]).
+pub(crate) type Iovecs = [libc::iovec; MAX_IOV];
+
 /// Payloads queued by reference, each after a given length of its batch's
 /// buffer: the batch is the buffer's bytes with these spliced in.
 #[derive(Debug, Default)]
@@ -355,10 +374,7 @@ mod tests {
         let mut q = OutQueue::default();
         assert!(q.push_bytes(msg.clone()));
         drop(msg); // the handler is done with it
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
+        let mut iov = [EMPTY_IOV; MAX_IOV];
         assert_eq!(q.fill_iovecs(&mut iov), 1);
         q.advance(600 << 10, &mut pool);
         assert!(q.is_empty());
@@ -388,10 +404,7 @@ mod tests {
     /// Writes up to `limit` bytes of the current batch the way a backend
     /// does (iovecs, a short write stopping anywhere), returning them.
     fn write_some(q: &mut OutQueue, limit: usize) -> Vec<u8> {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
+        let mut iov = [EMPTY_IOV; MAX_IOV];
         let n = q.fill_iovecs(&mut iov);
         let mut out = Vec::new();
         for v in &iov[..n] {

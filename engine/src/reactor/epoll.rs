@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Core, IoBackend};
 use crate::client::ConnectError;
-use crate::conn::{CloseStep, Closing, MAX_IOV};
+use crate::conn::{CloseStep, Closing, Iovecs, msghdr};
 use crate::handler::Handler;
 
 /// Most bytes read from one connection per loop iteration, in receive
@@ -106,6 +106,8 @@ pub(crate) struct EpollBackend {
     waker_fd: RawFd,
     accept_paused: bool,
     buf: Vec<u8>,
+    /// The pieces of one vectored write, filled per flush.
+    iov: Box<Iovecs>,
     events: Vec<libc::epoll_event>,
     /// Connections whose read budget ran out with bytes left (slot,
     /// generation), and the list being worked through.
@@ -131,6 +133,7 @@ impl EpollBackend {
             waker_fd,
             accept_paused: false,
             buf: vec![0u8; core.config().recv_buffer_size],
+            iov: Box::new([crate::conn::EMPTY_IOV; crate::conn::MAX_IOV]),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
             again: Vec::new(),
             again_now: Vec::new(),
@@ -249,9 +252,9 @@ impl<H: Handler> IoBackend<H> for EpollBackend {
         if self.blocked.len() <= i {
             self.blocked.resize(i + 1, false);
         }
-        let mut iov = [EMPTY_IOV; MAX_IOV];
+        let iov = &mut *self.iov;
         while !self.blocked[i]
-            && let Some(n) = core.next_iovecs(slot, &mut iov)
+            && let Some(n) = core.next_iovecs(slot, iov)
         {
             if n == 0 {
                 break;
@@ -312,21 +315,6 @@ impl<H: Handler> IoBackend<H> for EpollBackend {
         }
         Ok(())
     }
-}
-
-/// An unused iovec slot.
-pub(super) const EMPTY_IOV: libc::iovec = libc::iovec {
-    iov_base: std::ptr::null_mut(),
-    iov_len: 0,
-};
-
-/// A `msghdr` for a vectored send of `iov` (no address, no control data).
-pub(super) fn msghdr(iov: &mut [libc::iovec]) -> libc::msghdr {
-    // SAFETY: msghdr is plain data; all-zero is "no name, no control".
-    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
-    m.msg_iov = iov.as_mut_ptr();
-    m.msg_iovlen = iov.len() as _;
-    m
 }
 
 /// Reads until the socket is drained (edge-triggered) or the connection's

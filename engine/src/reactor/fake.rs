@@ -6,9 +6,8 @@
 
 use std::os::unix::net::UnixStream;
 
-use super::epoll::EMPTY_IOV;
 use super::*;
-use crate::conn::MAX_IOV;
+use crate::conn::{EMPTY_IOV, MAX_IOV};
 use crate::handle::{ConnHandle, ReactorStats, Waker};
 
 /// The far end of one connection, as the fake backend sees it.

@@ -28,9 +28,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use ringwire_parser::DirectRead;
 
-use super::epoll::{EMPTY_IOV, msghdr};
 use super::{Core, IoBackend, MAX_SLOTS};
-use crate::conn::{CloseStep, Closing, MAX_IOV};
+use crate::conn::{CloseStep, Closing, EMPTY_IOV, Iovecs, MAX_IOV, msghdr};
 use crate::handler::Handler;
 
 /// Checks that an io_uring instance can be created here (ENOSYS, EPERM and
@@ -191,6 +190,9 @@ pub(crate) struct UringBackend {
     listener_fd: Option<RawFd>,
     accept_paused: bool,
     cqes: Vec<(u64, i32, u32)>,
+    /// The pieces of the next send, filled per flush (a SENDMSG copies them
+    /// into its own `SendMsgBuf`).
+    iov: Box<Iovecs>,
     ops: Vec<SlotOps>,
     /// The msghdr and iovecs of vectored sends in flight, by slot, and
     /// spare ones (at most one per connection sending at once).
@@ -222,6 +224,7 @@ impl UringBackend {
             listener_fd: core.listener.as_ref().map(|l| l.as_raw_fd()),
             accept_paused: false,
             cqes: Vec::with_capacity(1024),
+            iov: Box::new([EMPTY_IOV; MAX_IOV]),
             ops: Vec::new(),
             loans: std::collections::HashMap::new(),
             msgs_in_flight: std::collections::HashMap::new(),
@@ -570,9 +573,9 @@ impl<H: Handler> IoBackend<H> for UringBackend {
         };
         let fd = c.raw_fd();
         let in_flight = c.io.out.in_flight;
-        let mut iov = [EMPTY_IOV; MAX_IOV];
+        let iov = &mut *self.iov;
         if !in_flight
-            && let Some(n) = core.next_iovecs(slot, &mut iov)
+            && let Some(n) = core.next_iovecs(slot, iov)
             && n > 0
         {
             let user_data = UserData::conn(slot, generation, Op::Send);
