@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use ringwire::{Client, ClientHandle, ConnHandle, ConnectOptions, Handler, WsUrl};
 
 use crate::Options;
-use crate::report::Report;
+use crate::report::{Report, process_cpu_time};
 
 /// Before the measured period: nothing is recorded.
 pub const WARMUP: u8 = 0;
@@ -78,25 +78,92 @@ impl Acc {
         *self.errors.entry(kind.to_string()).or_default() += 1;
     }
 
+    /// A connection opened: counted, its connect + handshake time recorded.
+    pub fn opened(&mut self, started: Instant, deflated: bool) {
+        self.connected += 1;
+        self.deflated += usize::from(deflated);
+        let _ = self.connect_hist.record(micros(started.elapsed()));
+    }
+
+    /// Adds `other`'s counts to these. Every field is named (no `..`), so
+    /// a new one cannot be forgotten here.
+    pub fn add(&mut self, other: &Acc) {
+        let Acc {
+            hist,
+            connect_hist,
+            msgs,
+            bytes,
+            mismatches,
+            connected,
+            deflated,
+            errors,
+            published,
+            expected,
+            gaps,
+            duplicates,
+            undelivered,
+            received,
+        } = other;
+        let _ = self.hist.add(hist);
+        let _ = self.connect_hist.add(connect_hist);
+        self.msgs += msgs;
+        self.bytes += bytes;
+        self.mismatches += mismatches;
+        self.connected += connected;
+        self.deflated += deflated;
+        self.published += published;
+        self.expected += expected;
+        self.gaps += gaps;
+        self.duplicates += duplicates;
+        self.undelivered += undelivered;
+        self.received += received;
+        for (k, v) in errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+    }
+
     /// Moves everything from `other` into `self`.
     pub fn take_from(&mut self, other: &mut Acc) {
-        let _ = self.hist.add(&other.hist);
-        let _ = self.connect_hist.add(&other.connect_hist);
-        other.hist.reset();
-        other.connect_hist.reset();
-        self.msgs += std::mem::take(&mut other.msgs);
-        self.bytes += std::mem::take(&mut other.bytes);
-        self.mismatches += std::mem::take(&mut other.mismatches);
-        self.connected += std::mem::take(&mut other.connected);
-        self.deflated += std::mem::take(&mut other.deflated);
-        self.published += std::mem::take(&mut other.published);
-        self.expected += std::mem::take(&mut other.expected);
-        self.gaps += std::mem::take(&mut other.gaps);
-        self.duplicates += std::mem::take(&mut other.duplicates);
-        self.undelivered += std::mem::take(&mut other.undelivered);
-        self.received += std::mem::take(&mut other.received);
-        for (k, v) in std::mem::take(&mut other.errors) {
-            *self.errors.entry(k).or_default() += v;
+        self.add(other);
+        other.clear();
+    }
+
+    /// Zeroes every count, keeping the histograms' memory (a handler
+    /// flushes every 50 ms). Every field is named, as in [`Acc::add`].
+    fn clear(&mut self) {
+        let Acc {
+            hist,
+            connect_hist,
+            msgs,
+            bytes,
+            mismatches,
+            connected,
+            deflated,
+            errors,
+            published,
+            expected,
+            gaps,
+            duplicates,
+            undelivered,
+            received,
+        } = self;
+        hist.reset();
+        connect_hist.reset();
+        errors.clear();
+        *connected = 0;
+        *deflated = 0;
+        for c in [
+            msgs,
+            bytes,
+            mismatches,
+            published,
+            expected,
+            gaps,
+            duplicates,
+            undelivered,
+            received,
+        ] {
+            *c = 0;
         }
     }
 }
@@ -149,26 +216,75 @@ impl Shared {
     pub fn merged(&self) -> Acc {
         let mut all = Acc::new();
         for a in &self.accs {
-            let a = a.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = all.hist.add(&a.hist);
-            let _ = all.connect_hist.add(&a.connect_hist);
-            all.msgs += a.msgs;
-            all.bytes += a.bytes;
-            all.mismatches += a.mismatches;
-            all.connected += a.connected;
-            all.deflated += a.deflated;
-            all.published += a.published;
-            all.expected += a.expected;
-            all.gaps += a.gaps;
-            all.duplicates += a.duplicates;
-            all.undelivered += a.undelivered;
-            all.received += a.received;
-            for (k, v) in a.errors.iter() {
-                *all.errors.entry(k.clone()).or_default() += v;
-            }
+            all.add(&a.lock().unwrap_or_else(|e| e.into_inner()));
         }
         all
     }
+
+    /// A handler's flush, at most every 50 ms (`last` is its last one).
+    pub fn maybe_flush(&self, reactor: usize, local: &mut Acc, last: &mut Instant, now: Instant) {
+        if now.duration_since(*last) >= Duration::from_millis(50) {
+            self.flush(reactor, local);
+            *last = now;
+        }
+    }
+}
+
+/// A paced schedule over `senders` senders at a total rate: sender `i`
+/// sends its message `seq` at `t0 + (seq·senders + i) / rate` (together:
+/// one message every 1/rate, round robin). Rate mode's connections and
+/// fan-out's publishers.
+pub struct Schedule {
+    pub t0: Instant,
+    pub senders: u64,
+    /// Nanoseconds between consecutive messages (all senders).
+    pub interval_ns: f64,
+}
+
+impl Schedule {
+    /// Starts 2 ms from now at `rate` messages/s over `senders`.
+    pub fn new(senders: usize, rate: f64) -> Schedule {
+        Schedule {
+            t0: Instant::now() + Duration::from_millis(2),
+            senders: senders as u64,
+            interval_ns: 1e9 / rate,
+        }
+    }
+
+    /// When sender `index` sends its message number `seq`.
+    pub fn intended(&self, index: u64, seq: u64) -> Instant {
+        let k = seq * self.senders + index;
+        self.t0 + Duration::from_nanos((k as f64 * self.interval_ns) as u64)
+    }
+}
+
+/// Waits for `n` dialed connections; how many opened, or the error when
+/// none did (with the errors the handlers counted).
+pub fn opened_or_fail(
+    notes: &Receiver<Note>,
+    shared: &Shared,
+    n: usize,
+    opts: &Options,
+) -> Result<usize, Error> {
+    let (opened, failed, _) = wait_opened(notes, n, opts.connect_timeout + Duration::from_secs(2));
+    if opened == 0 {
+        return Err(Error::NoConnection {
+            failed,
+            errors: format!("{:?}", shared.merged().errors),
+        });
+    }
+    Ok(opened)
+}
+
+/// Warm-up, then the measured period; returns its wall and process CPU
+/// time. The phase is `STOP` afterwards.
+pub fn warm_up_and_measure(shared: &Shared, opts: &Options) -> (Duration, Duration) {
+    run_phase(shared, opts.warmup, opts.progress, "warmup");
+    shared.set_phase(MEASURE);
+    let (wall0, cpu0) = (Instant::now(), process_cpu_time());
+    run_phase(shared, opts.duration, opts.progress, "load");
+    shared.set_phase(STOP);
+    (wall0.elapsed(), process_cpu_time() - cpu0)
 }
 
 /// Starts a client-only engine with one reactor per thread.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use ringwire::{CloseCode, ConnectError, Handler, Message, WebSocket};
 
 use crate::Error;
-use crate::conns::{self, Acc, MEASURE, Note, STOP, Shared, micros};
-use crate::report::{Report, process_cpu_time};
+use crate::conns::{self, Acc, MEASURE, Note, STOP, Schedule, Shared, micros};
+use crate::report::Report;
 use crate::{Mode, Options};
 
 /// Where the sequence number and timestamp sit in a payload.
@@ -135,22 +135,6 @@ fn template(size: usize, text: bool) -> Vec<u8> {
         .collect()
 }
 
-/// Rate mode's schedule, fixed once every connection has opened.
-struct Schedule {
-    t0: Instant,
-    conns: u64,
-    /// Nanoseconds between consecutive messages (all connections).
-    interval_ns: f64,
-}
-
-impl Schedule {
-    /// When connection `index` sends its message number `seq`.
-    fn intended(&self, index: u64, seq: u64) -> Instant {
-        let k = seq * self.conns + index;
-        self.t0 + Duration::from_nanos((k as f64 * self.interval_ns) as u64)
-    }
-}
-
 /// Rate mode: the schedule (set by `run` once connections are up) and the
 /// next connection index to hand out.
 #[derive(Default)]
@@ -230,10 +214,8 @@ impl EchoLoad {
     }
 
     fn maybe_flush(&mut self, now: Instant) {
-        if now.duration_since(self.last_flush) >= Duration::from_millis(50) {
-            self.shared.flush(self.reactor, &mut self.acc);
-            self.last_flush = now;
-        }
+        self.shared
+            .maybe_flush(self.reactor, &mut self.acc, &mut self.last_flush, now);
     }
 }
 
@@ -241,14 +223,7 @@ impl Handler for EchoLoad {
     type Conn = EchoConn;
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, EchoConn>) {
-        self.acc.connected += 1;
-        if ws.deflate().is_some() {
-            self.acc.deflated += 1;
-        }
-        let _ = self
-            .acc
-            .connect_hist
-            .record(micros(ws.state().started.elapsed()));
+        self.acc.opened(ws.state().started, ws.deflate().is_some());
         let _ = self.shared.notes.send(Note::Opened(None));
         if self.paced {
             ws.state().index = self.pacing.next_index.fetch_add(1, Ordering::Relaxed);
@@ -391,32 +366,11 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             .connect_to(&url, addr, conns::connect_options(opts, i), state)
             .map_err(Error::Dial)?;
     }
-    let (opened, failed, _) = conns::wait_opened(
-        &notes,
-        opts.conns,
-        opts.connect_timeout + Duration::from_secs(2),
-    );
-    if opened == 0 {
-        let acc = shared.merged();
-        return Err(Error::NoConnection {
-            failed,
-            errors: format!("{:?}", acc.errors),
-        });
-    }
+    let opened = conns::opened_or_fail(&notes, &shared, opts.conns, opts)?;
     if paced && opts.rate > 0.0 {
-        let _ = pacing.schedule.set(Schedule {
-            t0: Instant::now() + Duration::from_millis(2),
-            conns: opened as u64,
-            interval_ns: 1e9 / opts.rate,
-        });
+        let _ = pacing.schedule.set(Schedule::new(opened, opts.rate));
     }
-
-    conns::run_phase(&shared, opts.warmup, opts.progress, "warmup");
-    shared.set_phase(MEASURE);
-    let (wall0, cpu0) = (Instant::now(), process_cpu_time());
-    conns::run_phase(&shared, opts.duration, opts.progress, "load");
-    shared.set_phase(STOP);
-    let (wall, cpu) = (wall0.elapsed(), process_cpu_time() - cpu0);
+    let (wall, cpu) = conns::warm_up_and_measure(&shared, opts);
     // Close everything (1001); handlers flush their counts in on_close.
     engine.shutdown(Duration::from_secs(2));
 

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use ringwire::{CloseCode, ConnectError, Handler, Message, WebSocket, WsUrl};
 
 use crate::Error;
-use crate::conns::{self, Acc, MEASURE, Note, STOP, Shared, micros};
-use crate::report::{Fanout, Report, process_cpu_time};
+use crate::conns::{self, Acc, MEASURE, Note, STOP, Schedule, Shared, micros};
+use crate::report::{Fanout, Report};
 use crate::{Mode, Options};
 
 /// The first bytes of every published message, in ASCII hex: publisher id
@@ -165,20 +165,6 @@ pub struct FanConn {
     role: Role,
 }
 
-/// When publisher p sends its message j: `t0 + (j·P + p) / rate`.
-struct Schedule {
-    t0: Instant,
-    publishers: u64,
-    interval_ns: f64,
-}
-
-impl Schedule {
-    fn intended(&self, publisher: u64, seq: u64) -> Instant {
-        let k = seq * self.publishers + publisher;
-        self.t0 + Duration::from_nanos((k as f64 * self.interval_ns) as u64)
-    }
-}
-
 /// What every reactor's handler shares.
 struct Plan {
     schedule: OnceLock<Schedule>,
@@ -202,10 +188,8 @@ struct FanLoad {
 
 impl FanLoad {
     fn maybe_flush(&mut self, now: Instant) {
-        if now.duration_since(self.last_flush) >= Duration::from_millis(50) {
-            self.shared.flush(self.reactor, &mut self.acc);
-            self.last_flush = now;
-        }
+        self.shared
+            .maybe_flush(self.reactor, &mut self.acc, &mut self.last_flush, now);
     }
 }
 
@@ -213,14 +197,7 @@ impl Handler for FanLoad {
     type Conn = FanConn;
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, FanConn>) {
-        self.acc.connected += 1;
-        if ws.deflate().is_some() {
-            self.acc.deflated += 1;
-        }
-        let _ = self
-            .acc
-            .connect_hist
-            .record(micros(ws.state().started.elapsed()));
+        self.acc.opened(ws.state().started, ws.deflate().is_some());
         self.shared.flush(self.reactor, &mut self.acc);
         let _ = self.shared.notes.send(Note::Opened(None));
         if matches!(ws.state().role, Role::Publisher { .. }) {
@@ -430,30 +407,9 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             .connect_to(url, addr, conns::connect_options(opts, i), state)
             .map_err(Error::Dial)?;
     }
-    let (opened, failed, _) = conns::wait_opened(
-        &notes,
-        subs + pubs,
-        opts.connect_timeout + Duration::from_secs(2),
-    );
-    if opened == 0 {
-        let acc = shared.merged();
-        return Err(Error::NoConnection {
-            failed,
-            errors: format!("{:?}", acc.errors),
-        });
-    }
-    let _ = plan.schedule.set(Schedule {
-        t0: Instant::now() + Duration::from_millis(2),
-        publishers: pubs as u64,
-        interval_ns: 1e9 / opts.rate,
-    });
-
-    conns::run_phase(&shared, opts.warmup, opts.progress, "warmup");
-    shared.set_phase(MEASURE);
-    let (wall0, cpu0) = (Instant::now(), process_cpu_time());
-    conns::run_phase(&shared, opts.duration, opts.progress, "load");
-    shared.set_phase(STOP);
-    let (wall, cpu) = (wall0.elapsed(), process_cpu_time() - cpu0);
+    conns::opened_or_fail(&notes, &shared, subs + pubs, opts)?;
+    let _ = plan.schedule.set(Schedule::new(pubs, opts.rate));
+    let (wall, cpu) = conns::warm_up_and_measure(&shared, opts);
     // Let what is still in flight arrive: until no delivery was flushed
     // for 200 ms (handlers flush every 50 ms while messages arrive).
     let drain_end = Instant::now() + Duration::from_secs(2);
@@ -567,7 +523,7 @@ mod tests {
         let t0 = Instant::now();
         let s = Schedule {
             t0,
-            publishers: 4,
+            senders: 4,
             interval_ns: 1e9 / 1000.0,
         };
         // 1000 msgs/s over 4 publishers: publisher 2's message 3 is the
