@@ -248,44 +248,23 @@ impl<C> WebSocket<'_, C> {
     /// 1008, counted in `overflows`); a reactor whose mailbox is full
     /// misses that publish (counted in `mailbox_refused`).
     pub fn subscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
-        let topic = topic.as_ref();
-        if !self.io.can_send() || self.is_subscribed(topic) {
-            return false;
-        }
-        let tid = self.ctx.topics.subscribe(&self.ctx.hub, topic, self.io.id);
-        self.io
-            .extras
-            .get_or_insert_with(Default::default)
-            .topics
-            .push(tid);
-        true
+        self.io.can_send()
+            && self
+                .ctx
+                .topics
+                .subscribe(&self.ctx.hub, topic.as_ref(), self.io.id)
     }
 
     /// Unsubscribes from `topic`; false when not subscribed.
     pub fn unsubscribe(&mut self, topic: impl AsRef<[u8]>) -> bool {
-        let Some(tid) = self.ctx.topics.id(topic.as_ref()) else {
-            return false;
-        };
-        let Some(topics) = self.io.extras.as_mut().map(|e| &mut e.topics) else {
-            return false;
-        };
-        let Some(i) = topics.iter().position(|&t| t == tid) else {
-            return false;
-        };
-        topics.swap_remove(i);
-        self.ctx.topics.unsubscribe(&self.ctx.hub, tid, self.io.id);
-        true
+        self.ctx
+            .topics
+            .unsubscribe(&self.ctx.hub, topic.as_ref(), self.io.id)
     }
 
     /// True when this connection subscribes to `topic`.
     pub fn is_subscribed(&self, topic: impl AsRef<[u8]>) -> bool {
-        let Some(tid) = self.ctx.topics.id(topic.as_ref()) else {
-            return false;
-        };
-        self.io
-            .extras
-            .as_ref()
-            .is_some_and(|e| e.topics.contains(&tid))
+        self.ctx.topics.is_subscribed(topic.as_ref(), self.io.id)
     }
 
     /// Publishes `msg` to every subscriber of `topic` but this connection

@@ -27,6 +27,7 @@
 //! overflow policy (drop or close 1008, counted in `overflows`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -128,10 +129,16 @@ impl Framed {
 }
 
 /// Which reactors hold subscribers of which topics, and how many.
+///
+/// A topic's entry is made by its first subscriber (on any reactor) and
+/// removed with its last, under the write lock; every other change is an
+/// atomic count under the read lock (a reactor only changes its own
+/// count), so subscribes and unsubscribes on many reactors do not queue
+/// behind one lock, and publishes never wait for them.
 #[derive(Debug)]
 pub(crate) struct Hub {
     /// Topic → subscribers per reactor (index = reactor id).
-    topics: RwLock<HashMap<Bytes, Vec<u32>>>,
+    topics: RwLock<HashMap<Bytes, Box<[AtomicU32]>>>,
     pub reactors: Vec<Arc<ReactorShared>>,
 }
 
@@ -143,24 +150,53 @@ impl Hub {
         }
     }
 
-    /// Reactor `reactor` gained (`delta` = 1) or lost (-1) a subscriber of
-    /// `topic`.
-    fn count(&self, topic: &[u8], reactor: u16, delta: i32) {
-        let mut map = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        let n = self.reactors.len().max(reactor as usize + 1);
-        if !map.contains_key(topic) {
-            if delta < 0 {
+    fn counts(&self) -> usize {
+        self.reactors.len().max(1)
+    }
+
+    /// Reactor `reactor` gained a subscriber of `topic`.
+    fn add(&self, topic: &[u8], reactor: u16) {
+        let r = reactor as usize;
+        {
+            let map = self.topics.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(topic).and_then(|c| c.get(r)) {
+                c.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            map.insert(Bytes::copy_from_slice(topic), vec![0; n]);
         }
-        let counts = map.get_mut(topic).expect("inserted above");
-        if counts.len() < n {
-            counts.resize(n, 0);
+        let mut map = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let n = self.counts().max(r + 1);
+        let c = map
+            .entry(Bytes::copy_from_slice(topic))
+            .or_insert_with(|| (0..n).map(|_| AtomicU32::new(0)).collect());
+        if c.len() <= r {
+            // Only a hub without reactors (the unit tests) grows here.
+            let mut v: Vec<AtomicU32> = std::mem::take(c).into_vec();
+            v.resize_with(r + 1, || AtomicU32::new(0));
+            *c = v.into_boxed_slice();
         }
-        let c = &mut counts[reactor as usize];
-        *c = c.saturating_add_signed(delta);
-        if counts.iter().all(|&c| c == 0) {
+        c[r].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reactor `reactor` lost a subscriber of `topic`.
+    fn remove(&self, topic: &[u8], reactor: u16) {
+        {
+            let map = self.topics.read().unwrap_or_else(|e| e.into_inner());
+            let Some(c) = map.get(topic).and_then(|c| c.get(reactor as usize)) else {
+                return;
+            };
+            if c.fetch_sub(1, Ordering::Relaxed) != 1 {
+                return;
+            }
+        }
+        // This reactor's count reached 0: the entry goes when every count
+        // is 0 (checked again under the write lock: a subscribe under the
+        // read lock may have come in between).
+        let mut map = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(topic)
+            .is_some_and(|c| c.iter().all(|n| n.load(Ordering::Relaxed) == 0))
+        {
             map.remove(topic);
         }
     }
@@ -168,8 +204,9 @@ impl Hub {
     /// Subscribers of `topic` over all reactors.
     pub fn subscribers(&self, topic: &[u8]) -> usize {
         let map = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        map.get(topic)
-            .map_or(0, |c| c.iter().map(|&n| n as usize).sum())
+        map.get(topic).map_or(0, |c| {
+            c.iter().map(|n| n.load(Ordering::Relaxed) as usize).sum()
+        })
     }
 
     /// Topics with at least one subscriber.
@@ -191,7 +228,12 @@ impl Hub {
         let Some(counts) = map.get(&p.topic) else {
             return status;
         };
-        for (shared, _) in self.reactors.iter().zip(counts).filter(|(_, n)| **n > 0) {
+        for (shared, _) in self
+            .reactors
+            .iter()
+            .zip(counts.iter())
+            .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
+        {
             match shared.publish(p.clone()) {
                 SendStatus::Sent => {}
                 SendStatus::Backpressure if status == SendStatus::Sent => {
@@ -232,13 +274,30 @@ struct Topic {
     subs: Vec<Sub>,
 }
 
-/// One reactor's topics: names interned to ids, and per id its
-/// subscribers on this reactor. Ids of topics that emptied are reused.
+/// One of a connection's topics: the topic, and where the connection
+/// stands in its subscriber list (so that leaving is O(1), not a scan of
+/// the subscribers).
+#[derive(Debug, Clone, Copy)]
+struct Membership {
+    topic: TopicId,
+    at: u32,
+}
+
+/// One reactor's topics: names interned to ids, per id its subscribers on
+/// this reactor, and per connection slot its topics. Ids of topics that
+/// emptied are reused.
+///
+/// Costs: subscribe and unsubscribe are O(topics of that connection) (a
+/// leaving subscriber's place is taken by the topic's last one, whose own
+/// record is updated), never O(subscribers of the topic); 16 bytes per
+/// subscription plus the interned name once per topic.
 #[derive(Debug, Default)]
 pub(crate) struct LocalTopics {
     ids: HashMap<Bytes, TopicId>,
     topics: Vec<Topic>,
     free: Vec<TopicId>,
+    /// Per connection slot, its topics (empty when it subscribes to none).
+    members: Vec<Vec<Membership>>,
 }
 
 impl LocalTopics {
@@ -247,10 +306,24 @@ impl LocalTopics {
         self.ids.get(topic).copied()
     }
 
-    /// Adds `id` to `topic`, which the caller knows it is not subscribed
-    /// to (its own list says so: no scan of the subscribers here). Returns
-    /// the topic's id for the connection's own list.
-    pub fn subscribe(&mut self, hub: &Hub, topic: &[u8], id: ConnId) -> TopicId {
+    fn membership(&self, slot: u32, tid: TopicId) -> Option<usize> {
+        self.members
+            .get(slot as usize)?
+            .iter()
+            .position(|m| m.topic == tid)
+    }
+
+    /// True when connection `id` subscribes to `topic`.
+    pub fn is_subscribed(&self, topic: &[u8], id: ConnId) -> bool {
+        self.id(topic)
+            .is_some_and(|t| self.membership(id.slot, t).is_some())
+    }
+
+    /// Adds `id` to `topic`; false when it was subscribed already.
+    pub fn subscribe(&mut self, hub: &Hub, topic: &[u8], id: ConnId) -> bool {
+        if self.is_subscribed(topic, id) {
+            return false;
+        }
         let tid = match self.ids.get(topic) {
             Some(&t) => t,
             None => {
@@ -268,31 +341,63 @@ impl LocalTopics {
             }
         };
         let t = &mut self.topics[tid as usize];
-        debug_assert!(!t.subs.contains(&Sub::of(id)), "subscribed twice");
+        let at = t.subs.len() as u32;
         t.subs.push(Sub::of(id));
-        hub.count(&t.name, id.reactor, 1);
-        tid
+        hub.add(&t.name, id.reactor);
+        let slot = id.slot as usize;
+        if self.members.len() <= slot {
+            self.members.resize_with(slot + 1, Vec::new);
+        }
+        self.members[slot].push(Membership { topic: tid, at });
+        true
     }
 
-    /// Takes `id` out of topic `tid` (from the connection's own list).
-    pub fn unsubscribe(&mut self, hub: &Hub, tid: TopicId, id: ConnId) {
-        let Some(t) = self.topics.get_mut(tid as usize) else {
+    /// Takes `id` out of `topic`; false when it was not subscribed.
+    pub fn unsubscribe(&mut self, hub: &Hub, topic: &[u8], id: ConnId) -> bool {
+        let Some(tid) = self.id(topic) else {
+            return false;
+        };
+        let Some(i) = self.membership(id.slot, tid) else {
+            return false;
+        };
+        let m = self.members[id.slot as usize].swap_remove(i);
+        self.leave(hub, m, id);
+        true
+    }
+
+    /// Takes connection `id` out of every topic (it ended).
+    pub fn leave_all(&mut self, hub: &Hub, id: ConnId) {
+        let Some(list) = self.members.get_mut(id.slot as usize) else {
             return;
         };
-        let Some(i) = t.subs.iter().position(|s| *s == Sub::of(id)) else {
-            return;
-        };
-        t.subs.swap_remove(i);
-        hub.count(&t.name, id.reactor, -1);
-        if t.subs.is_empty() {
+        for m in std::mem::take(list) {
+            self.leave(hub, m, id);
+        }
+    }
+
+    /// Takes `id` out of the subscriber list of `m.topic` (its record is
+    /// gone already): the topic's last subscriber takes its place.
+    fn leave(&mut self, hub: &Hub, m: Membership, id: ConnId) {
+        let t = &mut self.topics[m.topic as usize];
+        debug_assert_eq!(t.subs.get(m.at as usize), Some(&Sub::of(id)));
+        t.subs.swap_remove(m.at as usize);
+        hub.remove(&t.name, id.reactor);
+        if let Some(&moved) = t.subs.get(m.at as usize) {
+            let rec = self.members[moved.slot as usize]
+                .iter_mut()
+                .find(|r| r.topic == m.topic)
+                .expect("every subscriber has a record");
+            rec.at = m.at;
+        } else if t.subs.is_empty() {
             let t = std::mem::take(t);
             self.ids.remove(&t.name);
-            self.free.push(tid);
+            self.free.push(m.topic);
         }
     }
 
     /// The subscribers of `topic` here, taken out while they are served
-    /// (give them back with [`LocalTopics::put_back`]).
+    /// (give them back with [`LocalTopics::put_back`]; nobody subscribes
+    /// or unsubscribes in between: delivery runs no callbacks).
     pub fn take(&mut self, topic: &[u8]) -> Option<(TopicId, Vec<Sub>)> {
         let tid = self.id(topic)?;
         Some((tid, std::mem::take(&mut self.topics[tid as usize].subs)))
@@ -346,15 +451,20 @@ mod tests {
                 let c = id(reactor, slot);
                 let l = &mut local[reactor as usize];
                 if sub {
-                    // The caller (WebSocket::subscribe) checks the
-                    // connection's own list first.
-                    if model.insert((topic, reactor, slot)) {
-                        let tid = l.subscribe(&hub, &t, c);
-                        prop_assert_eq!(l.id(&t), Some(tid));
+                    let fresh = model.insert((topic, reactor, slot));
+                    prop_assert_eq!(l.subscribe(&hub, &t, c), fresh);
+                    prop_assert!(l.is_subscribed(&t, c));
+                } else {
+                    let was = model.remove(&(topic, reactor, slot));
+                    prop_assert_eq!(l.unsubscribe(&hub, &t, c), was);
+                    prop_assert!(!l.is_subscribed(&t, c));
+                }
+                // Every record points at its own place in its topic's list.
+                for (s, list) in l.members.iter().enumerate() {
+                    for m in list {
+                        let subs = &l.topics[m.topic as usize].subs;
+                        prop_assert_eq!(subs[m.at as usize].slot, s as u32);
                     }
-                } else if model.remove(&(topic, reactor, slot)) {
-                    let tid = l.id(&t).expect("a subscribed topic has an id");
-                    l.unsubscribe(&hub, tid, c);
                 }
             }
             for topic in 0u8..4 {
@@ -363,11 +473,24 @@ mod tests {
                 prop_assert_eq!(hub.subscribers(&t), want);
                 for (r, l) in local.iter_mut().enumerate() {
                     let mine = model.iter().filter(|(x, rr, _)| *x == topic && *rr as usize == r).count();
-                    prop_assert_eq!(l.take(&t).map_or(0, |(_, v)| v.len()), mine);
+                    let taken = l.take(&t);
+                    prop_assert_eq!(taken.as_ref().map_or(0, |(_, v)| v.len()), mine);
+                    if let Some((tid, subs)) = taken {
+                        l.put_back(tid, subs);
+                    }
                 }
             }
             let topics = model.iter().map(|(t, _, _)| *t).collect::<std::collections::BTreeSet<_>>().len();
             prop_assert_eq!(hub.topics(), topics);
+            // Every connection ends: nothing is left anywhere.
+            for (r, l) in local.iter_mut().enumerate() {
+                for slot in 0u32..6 {
+                    l.leave_all(&hub, id(r as u16, slot));
+                }
+                prop_assert!(l.ids.is_empty());
+                prop_assert!(l.topics.iter().all(|t| t.subs.is_empty()));
+            }
+            prop_assert_eq!(hub.topics(), 0);
         }
     }
 

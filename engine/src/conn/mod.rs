@@ -151,9 +151,6 @@ pub(crate) struct Extras {
     pub protocol: Option<Box<str>>,
     /// permessage-deflate, when negotiated.
     pub deflate: Option<crate::deflate::ConnDeflate>,
-    /// The topics this connection subscribes to, as this reactor's topic
-    /// ids (see [`crate::pubsub`]).
-    pub topics: Vec<crate::pubsub::TopicId>,
     /// Messages refused by the overflow policy `Drop` (sends and
     /// publishes), for [`crate::WebSocket::dropped`].
     pub dropped: u64,
@@ -164,7 +161,6 @@ impl std::fmt::Debug for Extras {
         f.debug_struct("Extras")
             .field("protocol", &self.protocol)
             .field("deflate", &self.deflate.as_ref().map(|d| d.params))
-            .field("topics", &self.topics.len())
             .finish()
     }
 }

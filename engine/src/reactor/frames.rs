@@ -65,11 +65,7 @@ impl<H: Handler> Core<H> {
                 }
                 // Unsubscribed from everything (after `on_close`, which
                 // may still publish).
-                if let Some(e) = io.extras.as_mut() {
-                    for tid in std::mem::take(&mut e.topics) {
-                        self.ctx.topics.unsubscribe(&self.ctx.hub, tid, io.id);
-                    }
-                }
+                self.ctx.topics.leave_all(&self.ctx.hub, io.id);
             }
             State::Connecting(dial) | State::ClientHandshake(dial) => {
                 self.report_connect_error(dial.user, ConnectError::Closed);
