@@ -58,6 +58,7 @@ mod handler;
 mod pubsub;
 mod reactor;
 mod server;
+pub mod statics;
 
 pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
@@ -84,3 +85,4 @@ pub mod fuzzing {
 }
 
 pub use server::{Client, ClientBuilder, Server, ServerBuilder};
+pub use statics::{StaticBody, StaticFiles, StaticReply};
