@@ -59,6 +59,7 @@ mod http;
 mod pubsub;
 mod reactor;
 mod server;
+pub mod statics;
 
 pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
@@ -86,3 +87,4 @@ pub mod fuzzing {
 }
 
 pub use server::{Client, ClientBuilder, Server, ServerBuilder};
+pub use statics::{StaticBody, StaticFiles, StaticReply};
