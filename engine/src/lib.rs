@@ -57,6 +57,7 @@ mod handle;
 mod handler;
 mod pubsub;
 mod reactor;
+mod router;
 mod server;
 
 pub use client::{ConnectError, ConnectOptions, WsUrl};
@@ -83,4 +84,5 @@ pub mod fuzzing {
     }
 }
 
+pub use router::{RouteConn, Router};
 pub use server::{Client, ClientBuilder, Server, ServerBuilder};
