@@ -244,10 +244,11 @@ impl<'a> ConnParams<'a> {
 trait WsRoute {
     fn upgrade(
         &mut self,
+        route: u32,
         req: &UpgradeRequest<'_>,
         params: &matchit::Params<'_, '_>,
         res: &mut UpgradeResponse,
-    ) -> Result<(Box<[Box<str>]>, Box<dyn Any>), Reject>;
+    ) -> Result<RouteConn, Reject>;
     fn open(&mut self, ws: &mut WebSocket<'_, RouteConn>);
     fn message(&mut self, ws: &mut WebSocket<'_, RouteConn>, msg: Message<'_>);
     fn ping(&mut self, ws: &mut WebSocket<'_, RouteConn>, payload: &[u8]) -> bool;
@@ -291,13 +292,18 @@ impl<H: Handler> WsEntry<H> {
 impl<H: Handler> WsRoute for WsEntry<H> {
     fn upgrade(
         &mut self,
+        route: u32,
         req: &UpgradeRequest<'_>,
         params: &matchit::Params<'_, '_>,
         res: &mut UpgradeResponse,
-    ) -> Result<(Box<[Box<str>]>, Box<dyn Any>), Reject> {
+    ) -> Result<RouteConn, Reject> {
         if params.is_empty() {
             let state = self.handler.on_upgrade(req, res)?;
-            return Ok((Box::default(), Box::new(state)));
+            return Ok(RouteConn {
+                route,
+                values: Box::default(),
+                state: Box::new(state),
+            });
         }
         if self.keys.len() != params.len() {
             self.keys = params.iter().map(|(k, _)| k.into()).collect();
@@ -306,8 +312,11 @@ impl<H: Handler> WsRoute for WsEntry<H> {
         let state = with_pairs(params, |pairs| {
             handler.on_upgrade(&req.with_params(pairs), res)
         })?;
-        let values = params.iter().map(|(_, v)| v.into()).collect();
-        Ok((values, Box::new(state)))
+        Ok(RouteConn {
+            route,
+            values: params.iter().map(|(_, v)| v.into()).collect(),
+            state: Box::new(state),
+        })
     }
 
     fn open(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
@@ -521,12 +530,7 @@ impl Handler for Router {
                 format!("no WebSocket route {}\n", req.path()),
             ));
         };
-        let (values, state) = self.ws[route as usize].upgrade(req, &params, res)?;
-        Ok(RouteConn {
-            route,
-            values,
-            state,
-        })
+        self.ws[route as usize].upgrade(route, req, &params, res)
     }
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
@@ -945,7 +949,7 @@ mod tests {
             let consumed = d.consumed;
             let answer = match d.event {
                 Some(Event::Message(m)) => String::from_utf8_lossy(m.as_bytes()).into_owned(),
-                Some(Event::Pong(p)) => format!("pong {}", String::from_utf8_lossy(&p)),
+                Some(Event::Pong(p)) => format!("pong {}", String::from_utf8_lossy(p)),
                 other => panic!("unexpected {other:?}"),
             };
             wire.drain(..consumed);
