@@ -4,7 +4,9 @@
 //! handed over by an acceptor thread, run the HTTP/1.1 upgrade and the
 //! RFC 6455 frame protocol (from [`ringwire_parser`]), and call a
 //! [`Handler`]'s callbacks. Plain HTTP requests on the same port go to
-//! [`Handler::on_http`].
+//! [`Handler::on_http`]. A [`Router`] is a handler that routes by path:
+//! WebSocket routes (each with its own handler and `Conn` type) and HTTP
+//! routes with path parameters.
 //!
 //! Two engines, one handler API:
 //!

@@ -841,6 +841,12 @@ mod tests {
         assert_eq!(reject.status, 403);
     }
 
+    /// What a routed connection adds to each slab entry.
+    #[test]
+    fn route_conn_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<RouteConn>(), 40);
+    }
+
     #[test]
     #[should_panic(expected = "conflict")]
     fn conflicting_patterns_panic() {
