@@ -204,11 +204,11 @@ impl Handler for Demo {
         match req.path() {
             "/" | "/index.html" => {
                 res.header("Content-Type", "text/html; charset=utf-8");
-                res.body = PAGE.as_bytes().to_vec();
+                res.body(PAGE);
             }
             _ => {
                 res.status = 404;
-                res.body = b"not found\n".to_vec();
+                res.body("not found\n");
             }
         }
     }

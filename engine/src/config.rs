@@ -77,6 +77,18 @@ pub struct Config {
     /// Time allowed from accept to a complete upgrade request. Default 10 s.
     /// (Server only: a client connection has `ConnectOptions::timeout`.)
     pub handshake_timeout: Duration,
+    /// Plain HTTP: how long a kept-alive connection may wait for its next
+    /// request (closed with FIN after it), and how long a streamed
+    /// response may make no progress because the client does not read
+    /// (closed). Default 15 s.
+    pub keep_alive_timeout: Duration,
+    /// Plain HTTP: requests answered on one connection; the last one is
+    /// answered with `Connection: close`. Default 10,000.
+    pub max_requests_per_connection: u32,
+    /// Plain HTTP: largest request body (decoded, for chunked ones); 413
+    /// above it. Bodies are read whole before `on_http` runs. Default
+    /// 8 MiB.
+    pub max_request_body: usize,
     /// Time allowed for the peer's close frame after ours. Default 5 s.
     pub close_timeout: Duration,
     /// Close connections that receive nothing for this long (1001). Off by
@@ -165,6 +177,9 @@ impl Default for Config {
             max_frame_size: 16 << 20,
             max_header_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(15),
+            max_requests_per_connection: 10_000,
+            max_request_body: 8 << 20,
             close_timeout: Duration::from_secs(5),
             idle_timeout: None,
             ping_interval: None,

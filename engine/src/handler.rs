@@ -11,6 +11,7 @@ use ringwire_parser::{CloseCode, Message};
 use crate::client::ConnectError;
 use crate::conn::ConnIo;
 use crate::handle::ConnHandle;
+pub use crate::http::HttpResponse;
 use crate::reactor::{Ctx, Timer};
 use crate::router::ConnParams;
 
@@ -94,12 +95,15 @@ pub trait Handler: 'static {
         let _ = (ws, code, reason);
     }
 
-    /// A plain HTTP request (no WebSocket upgrade) on the same port. The
-    /// default answers 404. The connection is closed after the response.
+    /// A plain HTTP request (no WebSocket upgrade) on the same port, with
+    /// its body read whole ([`HttpRequest::body`]). The default answers
+    /// 404. The connection is kept alive for more requests unless the
+    /// client or the response (`Connection: close`) says otherwise; see
+    /// [`crate::http`](crate::HttpResponse) for framing and streaming.
     fn on_http(&mut self, req: &HttpRequest<'_>, res: &mut HttpResponse) {
         let _ = req;
         res.status = 404;
-        res.body = b"not found\n".to_vec();
+        res.body = crate::http::Body::Static(b"not found\n");
     }
 }
 
@@ -140,35 +144,6 @@ impl Reject {
             status,
             body: body.into(),
         }
-    }
-}
-
-/// The answer to a plain HTTP request.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    /// Status code (default 200).
-    pub status: u16,
-    /// Extra headers (`Content-Length` is added).
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl Default for HttpResponse {
-    fn default() -> Self {
-        HttpResponse {
-            status: 200,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-}
-
-impl HttpResponse {
-    /// Sets a header.
-    pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
     }
 }
 

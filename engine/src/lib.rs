@@ -57,10 +57,12 @@ mod deflate;
 mod engine;
 mod handle;
 mod handler;
+mod http;
 mod pubsub;
 mod reactor;
 mod router;
 mod server;
+pub mod statics;
 
 pub use client::{ConnectError, ConnectOptions, WsUrl};
 pub use config::{Backend, Config, OverflowPolicy};
@@ -68,6 +70,7 @@ pub use deflate::PermessageDeflate;
 pub use engine::{ClientHandle, ServerHandle};
 pub use handle::{ConnHandle, ConnId, SharedMessage, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, UpgradeResponse, WebSocket};
+pub use http::{Body, BodySource, FileBody};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
@@ -88,3 +91,4 @@ pub mod fuzzing {
 
 pub use router::{RouteConn, Router};
 pub use server::{Client, ClientBuilder, Server, ServerBuilder};
+pub use statics::{StaticBody, StaticFiles, StaticReply};

@@ -109,9 +109,11 @@ type HttpFn = Box<dyn FnMut(&HttpRequest<'_>, &mut HttpResponse)>;
 ///         Router::new()
 ///             .ws("/echo", Echo)
 ///             .ws("/chat/{room}", Chat)
-///             .get("/", |_req, res| res.body = b"hello\n".to_vec())
+///             .get("/", |_req, res| {
+///                 res.body("hello\n");
+///             })
 ///             .get("/users/{id}", |req, res| {
-///                 res.body = format!("user {}\n", req.param("id").unwrap()).into_bytes();
+///                 res.body(format!("user {}\n", req.param("id").unwrap()));
 ///             })
 ///     })?;
 /// server.run_until_signal(std::time::Duration::from_secs(5));
@@ -586,23 +588,15 @@ impl Handler for Router {
             res.header("Sec-WebSocket-Version", "13");
         } else {
             answer(res, 405, "method not allowed\n");
-            set_header(res, "Allow", path.allow());
+            res.header("Allow", path.allow());
         }
     }
 }
 
-// The two places that touch `HttpResponse`'s body and owned header values
-// (their types are changing: one line each to adapt).
-
-/// Sets the status and a static text body.
+/// Sets the status and a static text body (no allocation).
 fn answer(res: &mut HttpResponse, status: u16, body: &'static str) {
     res.status = status;
-    res.body = body.as_bytes().to_vec();
-}
-
-/// Adds a header with a computed value.
-fn set_header(res: &mut HttpResponse, name: &'static str, value: String) {
-    res.header(name, &value);
+    res.body(body);
 }
 
 #[cfg(test)]
@@ -619,6 +613,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::http::Body;
     use crate::reactor::fake::Fake;
 
     /// Parses `raw` and hands it to the router as the engine does.
@@ -663,14 +658,19 @@ mod tests {
     }
 
     fn body(res: &HttpResponse) -> &str {
-        std::str::from_utf8(&res.body).unwrap()
+        match &res.body {
+            Body::Empty => "",
+            Body::Static(b) => std::str::from_utf8(b).unwrap(),
+            Body::Bytes(b) => std::str::from_utf8(b).unwrap(),
+            Body::Stream(_) => panic!("a streamed body"),
+        }
     }
 
     fn header<'r>(res: &'r HttpResponse, name: &str) -> Option<&'r str> {
         res.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
     /// Accepts every upgrade; `Conn` is `C::default()`.
@@ -696,7 +696,7 @@ mod tests {
         fn echo(name: &'static str) -> impl FnMut(&HttpRequest<'_>, &mut HttpResponse) {
             move |req, res| {
                 let params: Vec<String> = req.params().map(|(k, v)| format!("{k}={v}")).collect();
-                res.body = format!("{name} {}", params.join(" ")).into_bytes();
+                res.body(format!("{name} {}", params.join(" ")));
             }
         }
         Router::new()
@@ -758,7 +758,7 @@ mod tests {
         }
         let mut r = http_router().fallback(|req, res| {
             res.status = 410;
-            res.body = format!("gone {}", req.path()).into_bytes();
+            res.body(format!("gone {}", req.path()));
         });
         let res = get(&mut r, "POST", "/nope");
         assert_eq!((res.status, body(&res)), (410, "gone /nope"));

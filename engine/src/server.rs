@@ -164,6 +164,13 @@ impl ServerBuilder {
         max_connections_per_reactor: usize);
     setter!(/// One SO_REUSEPORT listener per reactor instead of the acceptor thread.
         reuse_port: bool);
+    setter!(/// Plain HTTP: idle time allowed between kept-alive requests (and
+        /// without progress in a streamed response).
+        keep_alive_timeout: Duration);
+    setter!(/// Plain HTTP: requests answered per connection.
+        max_requests_per_connection: u32);
+    setter!(/// Plain HTTP: largest request body (413 above).
+        max_request_body: usize);
 
     /// Negotiate permessage-deflate with clients that offer it (browsers
     /// do): see [`crate::PermessageDeflate`] for the memory/CPU choices.

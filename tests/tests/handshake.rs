@@ -29,10 +29,10 @@ impl Handler for Gate {
         if req.path() == "/hello" {
             res.status = 200;
             res.header("X-Ringwire-Test", "yes");
-            res.body = b"hello\n".to_vec();
+            res.body("hello\n");
         } else {
             res.status = 404;
-            res.body = b"nothing here\n".to_vec();
+            res.body("nothing here\n");
         }
     }
 }

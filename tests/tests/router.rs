@@ -3,7 +3,8 @@
 //! the connection), HTTP routes with parameters and a catch-all, and the
 //! answers the router gives itself: 404, 405 with `Allow`, 426 for a plain
 //! GET to a WebSocket route, 404 for an upgrade to an HTTP-only path.
-//! Plain requests send `Connection: close`: one request per connection.
+//! Plain requests send `Connection: close` (one request per connection),
+//! except on the keep-alive connection that visits every kind of answer.
 
 use ringwire::{Router, UpgradeRequest, UpgradeResponse, WebSocket};
 use ringwire_tests::*;
@@ -68,17 +69,19 @@ fn router(rec: Recorder<String>) -> Router {
     Router::new()
         .ws("/chat/{room}", Chat(rec.clone()))
         .ws("/count/{start}", Count(rec))
-        .get("/", |_, res| res.body = b"home\n".to_vec())
+        .get("/", |_, res| {
+            res.body("home\n");
+        })
         .get("/users/{id}", |req, res| {
-            res.body = format!("user {}\n", req.param("id").unwrap()).into_bytes();
+            res.body(format!("user {}\n", req.param("id").unwrap()));
         })
         .post("/users", |_, res| {
             res.status = 201;
-            res.body = b"created\n".to_vec();
+            res.body("created\n");
         })
         .get("/files/{*rest}", |req, res| {
-            res.header("Content-Type", "text/plain");
-            res.body = format!("file {}\n", req.param("rest").unwrap()).into_bytes();
+            res.header("Content-Type", "text/plain")
+                .body(format!("file {}\n", req.param("rest").unwrap()));
         })
 }
 
@@ -182,7 +185,37 @@ fn answers_of_the_router(backend: Backend) {
     stop(server);
 }
 
+/// One keep-alive connection, requests to different routes and the
+/// router's own answers in turn: each is answered on the same connection.
+fn routes_on_one_keep_alive_connection(backend: Backend) {
+    let (server, _) = server(backend);
+    let addr = server.local_addr();
+    let mut sock = tcp_connect(addr);
+    let steps: [(&str, &str, u16, &[u8]); 6] = [
+        ("GET", "/", 200, b"home\n"),
+        ("GET", "/users/7", 200, b"user 7\n"),
+        ("DELETE", "/users/7", 405, b"method not allowed\n"),
+        ("GET", "/nope", 404, b"not found\n"),
+        (
+            "GET",
+            "/chat/lobby",
+            426,
+            b"upgrade required: this is a WebSocket endpoint\n",
+        ),
+        ("GET", "/files/x/y", 200, b"file x/y\n"),
+    ];
+    for (method, path, status, body) in steps {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        std::io::Write::write_all(&mut sock, req.as_bytes()).unwrap();
+        let res = read_http_response(&mut sock);
+        assert_eq!(res.status, status, "{method} {path}: {res:?}");
+        assert_eq!(res.body, body, "{method} {path}");
+    }
+    stop(server);
+}
+
 backend_tests! {
+    routes_on_one_keep_alive_connection: routes_on_one_keep_alive_connection_epoll, routes_on_one_keep_alive_connection_uring;
     websocket_routes: websocket_routes_epoll, websocket_routes_uring;
     http_routes: http_routes_epoll, http_routes_uring;
     answers_of_the_router: answers_of_the_router_epoll, answers_of_the_router_uring;

@@ -72,12 +72,11 @@ pub(crate) enum State<C> {
     Connecting(Box<Dial<C>>),
     /// Client: request sent, waiting for the 101.
     ClientHandshake(Box<Dial<C>>),
-    /// Server: waiting for a complete HTTP request.
+    /// Server: plain HTTP until (and unless) a request upgrades.
     ServerHandshake {
-        /// A partial request (only when one arrived in pieces). Boxed: 8
-        /// bytes in every slot instead of 24 for a rarely used Vec.
-        #[allow(clippy::box_collection)]
-        partial: Option<Box<Vec<u8>>>,
+        /// Plain HTTP state (a request that arrived in pieces, keep-alive,
+        /// a streamed response; see `reactor/http.rs`), only when needed.
+        http: Option<Box<crate::reactor::HttpConn>>,
         /// Accepted beyond a connection limit: answer the request with 503.
         over_limit: bool,
     },
@@ -646,7 +645,7 @@ impl<C> Conn<C> {
         Conn {
             fd,
             state: State::ServerHandshake {
-                partial: None,
+                http: None,
                 over_limit: false,
             },
             io: ConnIo::new(id, peer, deadline),

@@ -156,73 +156,28 @@ impl<H: Handler> Core<H> {
         self.callback(slot, |h, ws| h.on_open(ws));
     }
 
-    pub(super) fn handshake(&mut self, slot: u32, data: &mut [u8]) {
-        let Some(Conn {
-            state:
-                State::ServerHandshake {
-                    partial,
-                    over_limit,
-                },
-            io,
-            ..
-        }) = self.slots[slot as usize].conn.as_mut()
-        else {
-            return;
-        };
-        let peer = io.peer;
-        let over_limit = *over_limit;
-        // Parse straight from the receive buffer unless a partial request
-        // is already waiting in the connection's own buffer.
-        let mut owned = partial.take().map(|b| *b).unwrap_or_default();
-        let from_owned = !owned.is_empty();
-        if from_owned {
-            owned.extend_from_slice(data);
-        }
-        let limits = RequestLimits {
-            max_header_bytes: self.cfg.max_header_bytes,
-            max_headers: 64,
-        };
-        let outcome = {
-            let buf: &[u8] = if from_owned { &owned } else { data };
-            match parse_request(buf, &limits) {
-                Ok(None) => Outcome::Wait,
-                _ if over_limit => {
-                    let mut out = Vec::new();
-                    HandshakeError::new(503, "server at connection limit").write_response(&mut out);
-                    Outcome::Respond(out)
-                }
-                parsed => self.decide(peer, parsed),
-            }
-        };
-        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
-        let accepted = match outcome {
-            Outcome::Wait => {
-                if !from_owned {
-                    owned.extend_from_slice(data);
-                }
-                if let State::ServerHandshake { partial, .. } = &mut conn.state {
-                    *partial = Some(Box::new(owned));
-                }
-                return;
-            }
-            Outcome::Respond(out) => return self.finish_http(slot, &out),
-            Outcome::Upgrade(a) => a,
-        };
+    /// Transition: an accepted upgrade (server handshake → `Open`): the 101
+    /// is queued, the connection opens, and frames the client sent right
+    /// behind its request (`buf` after the request) are decoded.
+    pub(super) fn accept_upgrade(&mut self, slot: u32, a: Accepted<H::Conn>, buf: &mut [u8]) {
         let Accepted {
             out,
             consumed,
             state,
             protocol,
             deflate,
-        } = accepted;
+        } = a;
         let deflate = deflate.zip(self.cfg.deflate.clone());
+        let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
         conn.io.queue_raw(&mut self.ctx, &out);
         self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
-        self.frames_after_handshake(slot, owned, from_owned, data, consumed);
+        if consumed < buf.len() {
+            self.frames(slot, &mut buf[consumed..]);
+        }
     }
 
-    /// Turns a parsed request into the response to send: 101 (with the
-    /// handler's state), the handler's HTTP answer, or an error status.
+    /// Turns a parsed upgrade request (or a parse error) into the
+    /// response to send: 101 (with the handler's state) or an error status.
     pub(super) fn decide(
         &mut self,
         peer: SocketAddr,
@@ -239,27 +194,8 @@ impl<H: Handler> Core<H> {
                 e.write_response(&mut out);
                 Outcome::Respond(out)
             }
-            Ok(Some((Request::Http(req), _))) => {
-                let mut res = HttpResponse::default();
-                let handler = &mut self.handler;
-                if catch_unwind(AssertUnwindSafe(|| handler.on_http(&req, &mut res))).is_err() {
-                    self.ctx.stats.panics += 1;
-                    tracing::error!(%peer, "handler panicked in on_http: answering 500");
-                    res = HttpResponse {
-                        status: 500,
-                        headers: Vec::new(),
-                        body: b"internal server error\n".to_vec(),
-                    };
-                }
-                res.headers.push(("Connection".into(), "close".into()));
-                let headers: Vec<(&str, &str)> = res
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                write_http_response(&mut out, res.status, &headers, &res.body);
-                Outcome::Respond(out)
-            }
+            // Plain HTTP is served by `http.rs` before it gets here.
+            Ok(Some((Request::Http(_), _))) => unreachable!("plain HTTP request in decide"),
             Ok(Some((Request::Upgrade(req), consumed))) => {
                 let mut upgrade = UpgradeResponse::default();
                 let handler = &mut self.handler;

@@ -24,6 +24,7 @@ mod dial;
 pub(crate) mod epoll;
 mod frames;
 mod handshake;
+mod http;
 mod loglimit;
 mod mailbox;
 mod receive;
@@ -40,6 +41,7 @@ mod tests;
 
 pub(crate) use ctx::{Ctx, SendLimits};
 use frames::guarded;
+pub(crate) use http::HttpConn;
 pub(crate) use run::{IoBackend, run};
 use timers::open_deadline;
 pub(crate) use timers::{Ms, TICK, Timer};
@@ -114,6 +116,11 @@ pub(crate) struct Core<H: Handler> {
     tls_plain: Vec<u8>,
     /// A clock set by tests (a fake backend); `None`: the real one.
     fake_clock: Option<Instant>,
+    /// The response `on_http` fills, reused (its header list keeps its
+    /// capacity).
+    http_res: HttpResponse,
+    /// `Date` header values.
+    date: http::DateCache,
 }
 
 /// Most slots per reactor: slot numbers take 24 bits of io_uring's
@@ -174,6 +181,8 @@ impl<H: Handler> Core<H> {
             due: Vec::new(),
             tls_plain: Vec::new(),
             fake_clock: None,
+            http_res: HttpResponse::default(),
+            date: http::DateCache::default(),
         }
     }
 
@@ -464,6 +473,14 @@ impl<H: Handler> Core<H> {
         }
         if conn.io.out.is_empty() {
             conn.io.out.trim(conn.io.streaming, &mut self.ctx.pool);
+        }
+        // Plain HTTP: a streamed response or waiting requests go on once
+        // the client has read.
+        if let State::ServerHandshake { http: Some(_), .. } = conn.state
+            && conn.io.out.buffered() < low
+        {
+            conn.io.deadline = self.ctx.now.plus(self.cfg.keep_alive_timeout);
+            self.pump(slot);
         }
     }
 

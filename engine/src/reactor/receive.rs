@@ -19,8 +19,8 @@ impl<H: Handler> Core<H> {
                 let err = dial_ended(&conn.state);
                 self.fail_connect(slot, err)
             }
-            // No complete request: nothing to answer.
-            State::ServerHandshake { .. } => self.drop_handshake(slot),
+            // What was asked is answered, then FIN.
+            State::ServerHandshake { .. } => self.http_eof(slot),
             State::Open { .. } => {
                 conn.io.finish(&mut self.ctx);
                 let (code, reason) = conn.io.end_report("peer closed without a close frame");

@@ -177,17 +177,7 @@ impl<H: Handler> Core<H> {
                 self.ctx.stats.timeouts += 1;
                 self.fail_connect(slot, ConnectError::Timeout);
             }
-            State::ServerHandshake { .. } => {
-                let what = match &conn.io.tls {
-                    Some(t) if t.is_handshaking() => "TLS handshake",
-                    _ => "handshake",
-                };
-                if self.ctx.log.allow(LogKind::HandshakeTimeout) {
-                    tracing::info!(peer = %conn.io.peer, "{what} timeout: closing");
-                }
-                self.ctx.stats.timeouts += 1;
-                self.drop_handshake(slot);
-            }
+            State::ServerHandshake { .. } => self.http_deadline(slot),
             // Not reached: an ended connection is closing.
             State::Ended => {}
             State::Open { .. } => {

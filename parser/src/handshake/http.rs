@@ -76,7 +76,7 @@ pub(crate) fn list_contains(headers: &[httparse::Header<'_>], name: &str, token:
 
 /// Reason phrase for the status codes a WebSocket endpoint commonly sends.
 /// Unknown codes get an empty phrase, which the grammar allows.
-pub(crate) fn reason_phrase(status: u16) -> &'static str {
+pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -140,7 +140,7 @@ pub(crate) fn is_valid_value(value: &[u8]) -> bool {
 
 /// Appends `name: value\r\n` if both are well formed, returning whether it
 /// did. Dropping a bad header keeps caller data from injecting new lines.
-pub(crate) fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) -> bool {
+pub fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) -> bool {
     if !is_token(name.as_bytes()) || !is_valid_value(value) {
         return false;
     }

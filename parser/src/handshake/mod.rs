@@ -12,14 +12,17 @@
 //! header block ends, so any bytes after it (e.g. the first frames sent by a
 //! server right after its `101`) go to the frame decoder.
 
+mod chunked;
 pub mod client;
 pub(crate) mod http;
 pub mod server;
 
+pub use chunked::{Chunked, ChunkedDecoder};
 pub use client::{ClientHandshake, ClientHandshakeError, ClientRequest, ServerResponse};
+pub use http::{push_header, reason_phrase};
 pub use server::{
-    HandshakeError, HttpRequest, Request, RequestLimits, UpgradeRequest, accept_key, parse_request,
-    write_accept_response, write_http_response,
+    BodyFraming, HandshakeError, HttpRequest, Request, RequestLimits, UpgradeRequest, accept_key,
+    parse_request, write_accept_response, write_http_response,
 };
 
 /// The GUID RFC 6455 §1.3 appends to `Sec-WebSocket-Key` before hashing.
