@@ -88,6 +88,14 @@ pub struct ServeArgs {
     /// With --deflate: zlib memLevel 1-9 for our compressor (default 8).
     #[arg(long, requires = "deflate")]
     deflate_mem_level: Option<u8>,
+    /// Serve the files of this directory at / (index.html for
+    /// directories, ETag/Last-Modified/304, Range; nothing outside it);
+    /// without it / is the demo page.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<std::path::PathBuf>,
+    /// Largest HTTP request body in bytes (413 above it).
+    #[arg(long, default_value_t = 8 << 20)]
+    max_request_body: usize,
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -146,7 +154,10 @@ pub enum Route {
 /// Most bytes of a room name (the rest of the path after `/chat/`).
 const MAX_ROOM: usize = 128;
 
-struct Demo;
+struct Demo {
+    /// `--static DIR`.
+    files: Option<std::sync::Arc<ringwire::StaticFiles>>,
+}
 
 impl Handler for Demo {
     type Conn = Route;
@@ -201,8 +212,36 @@ impl Handler for Demo {
     }
 
     fn on_http(&mut self, req: &HttpRequest<'_>, res: &mut HttpResponse) {
-        match req.path() {
-            "/" | "/index.html" => {
+        match (req.method(), req.path()) {
+            // The request body comes back (the simplest way to try bodies
+            // with curl).
+            ("POST", "/echo") => {
+                let ct = req
+                    .header("Content-Type")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .unwrap_or("application/octet-stream");
+                res.header("Content-Type", ct.to_owned());
+                res.body(req.body().to_vec());
+            }
+            ("GET" | "HEAD", "/echo" | "/chat") => upgrade_required(res),
+            ("GET" | "HEAD", p) if p.starts_with("/chat/") => upgrade_required(res),
+            (_, "/echo" | "/chat") => {
+                res.status = 405;
+                res.header(
+                    "Allow",
+                    if req.path() == "/echo" {
+                        "GET, POST"
+                    } else {
+                        "GET"
+                    },
+                );
+            }
+            _ if self.files.is_some() => {
+                if let Some(f) = &self.files {
+                    f.serve(req, res);
+                }
+            }
+            ("GET" | "HEAD", "/" | "/index.html") => {
                 res.header("Content-Type", "text/html; charset=utf-8");
                 res.body(PAGE);
             }
@@ -212,6 +251,14 @@ impl Handler for Demo {
             }
         }
     }
+}
+
+/// A plain GET to a WebSocket route.
+fn upgrade_required(res: &mut HttpResponse) {
+    res.status = 426;
+    res.header("Upgrade", "websocket");
+    res.header("Content-Type", "text/plain; charset=utf-8");
+    res.body("this is a WebSocket endpoint\n");
 }
 
 pub fn run(a: ServeArgs) -> std::io::Result<()> {
@@ -258,7 +305,18 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
     if let Some(k) = a.backend {
         b = b.backend(k);
     }
-    let server = b.start(|_| Demo)?;
+    let files = match &a.static_dir {
+        Some(dir) => Some(std::sync::Arc::new(
+            ringwire::StaticFiles::new(dir).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--static {}: {e}", dir.display()))
+            })?,
+        )),
+        None => None,
+    };
+    b = b.max_request_body(a.max_request_body);
+    let server = b.start(move |_| Demo {
+        files: files.clone(),
+    })?;
     let (http, ws) = if secure {
         ("https", "wss")
     } else {

@@ -187,6 +187,24 @@ impl StaticFiles {
         &self.root
     }
 
+    /// Answers `req` into `res` (the engine's HTTP path): status, headers,
+    /// and the file region as a body read as the client reads it
+    /// ([`crate::FileBody`]; `HEAD` sends the headers only).
+    pub fn serve(&self, req: &crate::HttpRequest<'_>, res: &mut crate::HttpResponse) {
+        let r = self.respond(req.method(), req.path(), |n| req.header(n));
+        res.status = r.status;
+        for (k, v) in r.headers {
+            res.header(k, v);
+        }
+        res.body = match r.body {
+            StaticBody::Empty => crate::Body::Empty,
+            StaticBody::Text(t) => crate::Body::Static(t.as_bytes()),
+            StaticBody::File { file, offset, len } => {
+                crate::Body::Stream(Box::new(crate::FileBody::new(file, offset, len)))
+            }
+        };
+    }
+
     /// Answers a request: `method`, the raw `path` (percent-encoded, without
     /// the `?query`), and `header`, a lookup from an ASCII case-insensitive
     /// header name to its first value.
