@@ -13,6 +13,7 @@ use crate::conn::ConnIo;
 use crate::handle::ConnHandle;
 pub use crate::http::HttpResponse;
 use crate::reactor::{Ctx, Timer};
+use crate::router::ConnParams;
 
 /// Application callbacks. One handler instance per reactor thread (created
 /// there by the factory given to [`crate::ServerBuilder::start`] or
@@ -178,9 +179,53 @@ pub struct WebSocket<'a, C> {
     pub(crate) io: &'a mut ConnIo,
     pub(crate) ctx: &'a mut Ctx,
     pub(crate) state: &'a mut C,
+    /// The path parameters of the route that accepted the connection
+    /// (empty outside a [`crate::Router`]).
+    pub(crate) params: ConnParams<'a>,
+}
+
+impl<'a, C> WebSocket<'a, C> {
+    pub(crate) fn new(io: &'a mut ConnIo, ctx: &'a mut Ctx, state: &'a mut C) -> Self {
+        WebSocket {
+            io,
+            ctx,
+            state,
+            params: ConnParams::default(),
+        }
+    }
+
+    /// The same connection seen with another state: `project` picks it
+    /// (and the path parameters) out of this one's. How the router hands a
+    /// route its own `WebSocket<'_, H::Conn>`.
+    pub(crate) fn reborrow<'b, D>(
+        &'b mut self,
+        project: impl FnOnce(&'b mut C) -> (&'b mut D, ConnParams<'b>),
+    ) -> WebSocket<'b, D> {
+        let (state, params) = project(&mut *self.state);
+        WebSocket {
+            io: &mut *self.io,
+            ctx: &mut *self.ctx,
+            state,
+            params,
+        }
+    }
 }
 
 impl<C> WebSocket<'_, C> {
+    /// The value of the path parameter `name` of the [`crate::Router`]
+    /// route that accepted this connection (`room` for `/chat/{room}`), as
+    /// it appeared in the path. `None` for a name the route does not have,
+    /// and outside a router.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name)
+    }
+
+    /// All path parameters of the connection's route as (name, value), in
+    /// the route's order (none outside a [`crate::Router`]).
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.params.iter()
+    }
+
     /// The per-connection user state.
     pub fn state(&mut self) -> &mut C {
         self.state

@@ -4,7 +4,9 @@
 //! handed over by an acceptor thread, run the HTTP/1.1 upgrade and the
 //! RFC 6455 frame protocol (from [`ringwire_parser`]), and call a
 //! [`Handler`]'s callbacks. Plain HTTP requests on the same port go to
-//! [`Handler::on_http`].
+//! [`Handler::on_http`]. A [`Router`] is a handler that routes by path:
+//! WebSocket routes (each with its own handler and `Conn` type) and HTTP
+//! routes with path parameters.
 //!
 //! Two engines, one handler API:
 //!
@@ -58,6 +60,7 @@ mod handler;
 mod http;
 mod pubsub;
 mod reactor;
+mod router;
 mod server;
 pub mod statics;
 
@@ -86,5 +89,6 @@ pub mod fuzzing {
     }
 }
 
+pub use router::{RouteConn, Router};
 pub use server::{Client, ClientBuilder, Server, ServerBuilder};
 pub use statics::{StaticBody, StaticFiles, StaticReply};

@@ -15,7 +15,7 @@ pub(super) fn guarded<H: Handler>(
     f: impl FnOnce(&mut H, &mut WebSocket<'_, H::Conn>),
 ) -> bool {
     let ok = catch_unwind(AssertUnwindSafe(|| {
-        f(handler, &mut WebSocket { io, ctx, state })
+        f(handler, &mut WebSocket::new(io, ctx, state))
     }))
     .is_ok();
     if !ok {
@@ -234,11 +234,7 @@ fn dispatch<H: Handler>(
     max_message: usize,
     peer_close: &mut Option<(CloseCode, String)>,
 ) -> bool {
-    let mut ws = WebSocket {
-        io,
-        ctx,
-        state: user,
-    };
+    let mut ws = WebSocket::new(io, ctx, user);
     let step = catch_unwind(AssertUnwindSafe(|| {
         deliver(handler, &mut ws, event, max_message)
     }))

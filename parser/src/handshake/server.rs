@@ -195,6 +195,7 @@ pub fn parse_request<'b>(
             version,
             headers: block,
             body: &[],
+            params: &[],
         })
     };
     Ok(Some((request, consumed)))
@@ -268,6 +269,7 @@ fn validate_upgrade<'b>(
         key,
         extensions: extensions.into_vec(),
         headers,
+        params: &[],
     })
 }
 
@@ -320,6 +322,7 @@ pub struct UpgradeRequest<'b> {
     key: &'b str,
     extensions: Vec<ExtensionOffer<'b>>,
     headers: HeaderBlock<'b>,
+    params: Params<'b>,
 }
 
 impl<'b> UpgradeRequest<'b> {
@@ -386,6 +389,7 @@ pub struct HttpRequest<'b> {
     version: u8,
     headers: HeaderBlock<'b>,
     body: &'b [u8],
+    params: Params<'b>,
 }
 
 /// How a request's body is delimited (RFC 9112 §6.3).
@@ -526,6 +530,50 @@ impl<'b> HttpRequest<'b> {
     }
 }
 
+/// Path parameters as (name, value) pairs, in the route's order.
+type Params<'b> = &'b [(&'b str, &'b str)];
+
+/// Path parameters attached by a router (the engine's `Router` matches the
+/// path and hands its route this view of the request). Outside a router a
+/// request has none.
+macro_rules! path_params {
+    ($ty:ident) => {
+        impl<'b> $ty<'b> {
+            /// The value of the path parameter `name` of the route that
+            /// matched (`room` for `/chat/{room}`, `rest` for
+            /// `/files/{*rest}`), as it appears in the path (not
+            /// percent-decoded). `None` for a name the route does not have,
+            /// and for a request that did not come through a router.
+            pub fn param(&self, name: &str) -> Option<&'b str> {
+                self.params
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| *v)
+            }
+
+            /// All path parameters as (name, value), in the route's order.
+            pub fn params(&self) -> impl Iterator<Item = (&'b str, &'b str)> + '_ {
+                self.params.iter().copied()
+            }
+
+            /// This request with `params` attached (what a router does
+            /// before calling the route that matched). A copy of the
+            /// request: no allocation, except for the offered extensions of
+            /// an upgrade request.
+            pub fn with_params<'p>(&self, params: &'p [(&'p str, &'p str)]) -> $ty<'p>
+            where
+                'b: 'p,
+            {
+                let copy: $ty<'p> = self.clone();
+                $ty { params, ..copy }
+            }
+        }
+    };
+}
+
+path_params!(UpgradeRequest);
+path_params!(HttpRequest);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,5 +660,25 @@ mod tests {
         assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ"));
         assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZR=="));
         assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZXg="));
+    }
+
+    #[test]
+    fn params_attached_by_a_router() {
+        let buf = b"GET /users/7/files/a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let Some((Request::Http(req), _)) = parse_request(buf, &RequestLimits::default()).unwrap()
+        else {
+            panic!("not parsed as plain HTTP");
+        };
+        assert_eq!(req.param("id"), None);
+        assert_eq!(req.params().count(), 0);
+        let pairs = [("id", "7"), ("rest", "a/b")];
+        let routed = req.with_params(&pairs);
+        assert_eq!(routed.param("id"), Some("7"));
+        assert_eq!(routed.param("rest"), Some("a/b"));
+        assert_eq!(routed.param("other"), None);
+        assert_eq!(routed.params().collect::<Vec<_>>(), pairs);
+        assert_eq!(routed.path(), "/users/7/files/a/b");
+        assert_eq!(routed.query(), Some("x=1"));
+        assert_eq!(routed.header("host"), Some(&b"h"[..]));
     }
 }
