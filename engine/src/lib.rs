@@ -47,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod acceptor;
 mod client;
 mod config;
@@ -55,6 +56,7 @@ mod deflate;
 mod engine;
 mod handle;
 mod handler;
+mod metrics;
 mod pubsub;
 mod reactor;
 mod server;
@@ -65,6 +67,7 @@ pub use deflate::PermessageDeflate;
 pub use engine::{ClientHandle, ServerHandle};
 pub use handle::{ConnHandle, ConnId, SharedMessage, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, UpgradeResponse, WebSocket};
+pub use metrics::{HTTP_LATENCY_BOUNDS, HTTP_LATENCY_BUCKETS, HttpStats, PROMETHEUS_CONTENT_TYPE};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};

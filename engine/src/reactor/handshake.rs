@@ -3,6 +3,7 @@
 //! the 101), and where both end: `open_conn`.
 
 use super::*;
+use crate::access;
 
 /// What a complete (or incomplete) request leads to.
 pub(super) enum Outcome<C> {
@@ -19,6 +20,8 @@ pub(super) struct Accepted<C> {
     state: C,
     protocol: Option<String>,
     deflate: Option<DeflateParams>,
+    /// The access log's record (`None` while the access log is off).
+    access: Option<crate::access::WsSession>,
 }
 
 /// The server's side of permessage-deflate: the first offer in the
@@ -137,11 +140,9 @@ impl<H: Handler> Core<H> {
             0
         };
         if protocol.is_some() || deflate.is_some() {
-            conn.io.extras = Some(Box::new(Extras {
-                protocol: protocol.map(String::into_boxed_str),
-                deflate,
-                ..Default::default()
-            }));
+            let extras = conn.io.extras.get_or_insert_with(Box::<Extras>::default);
+            extras.protocol = protocol.map(String::into_boxed_str);
+            extras.deflate = deflate;
         }
         let decoder = Box::new(Decoder::new(
             role,
@@ -189,6 +190,8 @@ impl<H: Handler> Core<H> {
                 _ if over_limit => {
                     let mut out = Vec::new();
                     HandshakeError::new(503, "server at connection limit").write_response(&mut out);
+                    let start = Instant::now();
+                    access::http_done(&mut self.ctx.stats, peer, "-", "-", 503, out.len(), start);
                     Outcome::Respond(out)
                 }
                 parsed => self.decide(peer, parsed),
@@ -214,8 +217,12 @@ impl<H: Handler> Core<H> {
             state,
             protocol,
             deflate,
+            access,
         } = accepted;
         let deflate = deflate.zip(self.cfg.deflate.clone());
+        if access.is_some() {
+            conn.io.extras.get_or_insert_with(Box::default).access = access;
+        }
         conn.io.queue_raw(&mut self.ctx, &out);
         self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
         self.frames_after_handshake(slot, owned, from_owned, data, consumed);
@@ -229,6 +236,7 @@ impl<H: Handler> Core<H> {
         parsed: Result<Option<(Request<'_>, usize)>, HandshakeError>,
     ) -> Outcome<H::Conn> {
         let mut out = Vec::new();
+        let start = Instant::now();
         match parsed {
             Ok(None) => Outcome::Wait,
             Err(e) => {
@@ -237,6 +245,7 @@ impl<H: Handler> Core<H> {
                 }
                 self.ctx.stats.handshake_errors += 1;
                 e.write_response(&mut out);
+                access::http_done(&mut self.ctx.stats, peer, "-", "-", e.status(), out.len(), start);
                 Outcome::Respond(out)
             }
             Ok(Some((Request::Http(req), _))) => {
@@ -258,6 +267,9 @@ impl<H: Handler> Core<H> {
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
                 write_http_response(&mut out, res.status, &headers, &res.body);
+                let (method, path) = (req.method(), req.path());
+                let stats = &mut self.ctx.stats;
+                access::http_done(stats, peer, method, path, res.status, out.len(), start);
                 Outcome::Respond(out)
             }
             Ok(Some((Request::Upgrade(req), consumed))) => {
@@ -283,6 +295,8 @@ impl<H: Handler> Core<H> {
                                 self.ctx.stats.handshake_errors += 1;
                                 HandshakeError::new(400, "malformed permessage-deflate offer")
                                     .write_response(&mut out);
+                                let (m, p) = (req.method(), req.path());
+                                access::http_done(&mut self.ctx.stats, peer, m, p, 400, out.len(), start);
                                 return Outcome::Respond(out);
                             }
                         };
@@ -299,6 +313,7 @@ impl<H: Handler> Core<H> {
                             state,
                             protocol,
                             deflate,
+                            access: access::WsSession::start(req.path()),
                         })
                     }
                     Ok(Err(reject)) => {
@@ -312,6 +327,8 @@ impl<H: Handler> Core<H> {
                             &[("Connection", "close")],
                             reject.body.as_bytes(),
                         );
+                        let (m, p, status) = (req.method(), req.path(), reject.status);
+                        access::http_done(&mut self.ctx.stats, peer, m, p, status, out.len(), start);
                         Outcome::Respond(out)
                     }
                     Err(_) => {
@@ -323,6 +340,8 @@ impl<H: Handler> Core<H> {
                             &[("Connection", "close")],
                             b"internal server error\n",
                         );
+                        let (m, p) = (req.method(), req.path());
+                        access::http_done(&mut self.ctx.stats, peer, m, p, 500, out.len(), start);
                         Outcome::Respond(out)
                     }
                 }
