@@ -1,13 +1,16 @@
 //! `ringwire serve`: the demo server.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Args;
 use ringwire::{
-    Backend, Handler, HttpRequest, HttpResponse, Message, Reject, Server, UpgradeRequest,
+    Backend, Handler, HttpRequest, HttpResponse, Message, Metrics, Reject, Server, UpgradeRequest,
     UpgradeResponse, WebSocket,
 };
+
+use crate::LogFormat;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -88,6 +91,15 @@ pub struct ServeArgs {
     /// With --deflate: zlib memLevel 1-9 for our compressor (default 8).
     #[arg(long, requires = "deflate")]
     deflate_mem_level: Option<u8>,
+    /// Log one line per HTTP request and per WebSocket session (target
+    /// `ringwire::access`: peer, method, path, status, bytes, duration,
+    /// close code) at INFO. Off otherwise, whatever RUST_LOG says.
+    #[arg(long)]
+    pub access_log: bool,
+    /// Serve the engine's counters at /metrics (Prometheus text format
+    /// 0.0.4: per reactor and total).
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -146,7 +158,11 @@ pub enum Route {
 /// Most bytes of a room name (the rest of the path after `/chat/`).
 const MAX_ROOM: usize = 128;
 
-struct Demo;
+struct Demo {
+    /// With --metrics: the engine's counters, set once the server has
+    /// started (a scrape before that gets 503).
+    metrics: Option<Arc<OnceLock<Metrics>>>,
+}
 
 impl Handler for Demo {
     type Conn = Route;
@@ -206,6 +222,23 @@ impl Handler for Demo {
                 res.header("Content-Type", "text/html; charset=utf-8");
                 res.body = PAGE.as_bytes().to_vec();
             }
+            "/metrics" if self.metrics.is_some() => {
+                let metrics = self.metrics.as_ref().and_then(|m| m.get());
+                match (req.method(), metrics) {
+                    ("GET" | "HEAD", Some(m)) => {
+                        res.header("Content-Type", ringwire::PROMETHEUS_CONTENT_TYPE);
+                        res.body = m.prometheus().into_bytes();
+                    }
+                    ("GET" | "HEAD", None) => {
+                        res.status = 503;
+                        res.body = b"starting\n".to_vec();
+                    }
+                    _ => {
+                        res.status = 405;
+                        res.header("Allow", "GET, HEAD");
+                    }
+                }
+            }
             _ => {
                 res.status = 404;
                 res.body = b"not found\n".to_vec();
@@ -214,7 +247,7 @@ impl Handler for Demo {
     }
 }
 
-pub fn run(a: ServeArgs) -> std::io::Result<()> {
+pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
     let mut b = Server::builder()
         .bind(a.listen)
         .max_message_size(a.max_message_size)
@@ -258,28 +291,47 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
     if let Some(k) = a.backend {
         b = b.backend(k);
     }
-    let server = b.start(|_| Demo)?;
+    let metrics = a.metrics.then(|| Arc::new(OnceLock::new()));
+    let for_handlers = metrics.clone();
+    let server = b.start(move |_| Demo {
+        metrics: for_handlers.clone(),
+    })?;
+    if let Some(m) = &metrics {
+        let _ = m.set(server.metrics());
+    }
     let (http, ws) = if secure {
         ("https", "wss")
     } else {
         ("http", "ws")
     };
-    if let Some((note, cert_path)) = note {
-        eprintln!(
-            "{note}\n  try: ringwire load echo wss://localhost:{}/echo --ca {}",
+    if let Some((cert_note, cert_path)) = note {
+        let msg = format!(
+            "{cert_note}\n  try: ringwire load echo wss://localhost:{}/echo --ca {}",
             server.local_addr().port(),
             cert_path.display()
         );
+        crate::note(log, &msg);
     }
-    eprintln!(
-        "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}  [backend {1}]",
-        server.local_addr(),
-        server.backend()
+    let metrics_url = if a.metrics {
+        format!(", {http}://{}/metrics", server.local_addr())
+    } else {
+        String::new()
+    };
+    crate::note(
+        log,
+        &format!(
+            "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}{metrics_url}  [backend {1}]",
+            server.local_addr(),
+            server.backend()
+        ),
     );
     server.wait_for_signal();
-    eprintln!("ringwire serve: shutting down (1001 to every connection)");
+    crate::note(
+        log,
+        "ringwire serve: shutting down (1001 to every connection)",
+    );
     let stats = server.stats();
     server.shutdown(Duration::from_secs_f64(a.grace.clamp(0.0, 3600.0)));
-    eprintln!("ringwire serve: stopped; {stats:?}");
+    crate::note(log, &format!("ringwire serve: stopped; {stats:?}"));
     Ok(())
 }

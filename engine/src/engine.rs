@@ -226,6 +226,15 @@ macro_rules! engine_methods {
             crate::metrics::render(&self.reactor_stats())
         }
 
+        /// The counters for another thread or a handler (e.g. one that
+        /// serves `/metrics`): a cheap, cloneable view with `stats`,
+        /// `reactor_stats` and `prometheus`.
+        pub fn metrics(&self) -> crate::Metrics {
+            crate::Metrics {
+                reactors: self.engine.reactors.iter().cloned().collect(),
+            }
+        }
+
         /// Blocks the calling thread until the process gets SIGINT or
         /// SIGTERM (it installs handlers for both that only set a flag).
         /// The engine keeps running; call [`shutdown`](Self::shutdown)

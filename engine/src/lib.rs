@@ -48,6 +48,10 @@
 #![warn(missing_docs)]
 
 mod access;
+/// The access log's `tracing` target (`ringwire::access`): one INFO
+/// event per HTTP request and per WebSocket session, emitted only when a
+/// subscriber enables this target.
+pub use access::TARGET as ACCESS_LOG_TARGET;
 mod acceptor;
 mod client;
 mod config;
@@ -67,7 +71,9 @@ pub use deflate::PermessageDeflate;
 pub use engine::{ClientHandle, ServerHandle};
 pub use handle::{ConnHandle, ConnId, SharedMessage, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, UpgradeResponse, WebSocket};
-pub use metrics::{HTTP_LATENCY_BOUNDS, HTTP_LATENCY_BUCKETS, HttpStats, PROMETHEUS_CONTENT_TYPE};
+pub use metrics::{
+    HTTP_LATENCY_BOUNDS, HTTP_LATENCY_BUCKETS, HttpStats, Metrics, PROMETHEUS_CONTENT_TYPE,
+};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};

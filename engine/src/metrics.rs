@@ -19,9 +19,10 @@
 //! (`{reactor="total"}` or `{reactor!="total"}`), or a `sum` counts twice.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::handle::StatsSnapshot;
+use crate::handle::{ReactorShared, StatsSnapshot};
 
 /// The `Content-Type` of [`ServerHandle::prometheus`](crate::ServerHandle::prometheus)'s
 /// text (the Prometheus text exposition format 0.0.4).
@@ -105,6 +106,43 @@ impl std::ops::Add for HttpStats {
         }
         self.latency_sum_ns = self.latency_sum_ns.saturating_add(o.latency_sum_ns);
         self
+    }
+}
+
+/// A view of a running engine's counters for any thread, cheap to clone
+/// (from [`ServerHandle::metrics`](crate::ServerHandle::metrics)): what a
+/// handler that serves `/metrics` keeps. It reads the counters only; the
+/// engine stops when its handle says so, whoever holds one of these.
+#[derive(Clone)]
+pub struct Metrics {
+    pub(crate) reactors: Arc<[Arc<ReactorShared>]>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("reactors", &self.reactors.len())
+            .finish()
+    }
+}
+
+impl Metrics {
+    /// Counters per reactor.
+    pub fn reactor_stats(&self) -> Vec<StatsSnapshot> {
+        self.reactors.iter().map(|r| r.stats.snapshot()).collect()
+    }
+
+    /// Counters summed over reactors.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.reactor_stats()
+            .into_iter()
+            .fold(StatsSnapshot::default(), |a, b| a + b)
+    }
+
+    /// Every counter in the Prometheus text format 0.0.4, per reactor
+    /// and in total (see [`ServerHandle::prometheus`](crate::ServerHandle::prometheus)).
+    pub fn prometheus(&self) -> String {
+        render(&self.reactor_stats())
     }
 }
 
@@ -263,7 +301,7 @@ struct Scalar {
     name: &'static str,
     kind: Kind,
     help: &'static str,
-    get: fn(&StatsSnapshot) -> u64,
+    get: Getter,
 }
 
 const SCALARS: &[Scalar] = &[
@@ -330,7 +368,10 @@ const SCALARS: &[Scalar] = &[
 ];
 
 /// Errors by kind: the `kind` label's value and how to read it.
-const ERRORS: &[(&str, fn(&StatsSnapshot) -> u64)] = &[
+/// Reads one counter from a snapshot.
+type Getter = fn(&StatsSnapshot) -> u64;
+
+const ERRORS: &[(&str, Getter)] = &[
     ("protocol", |s| s.protocol_errors),
     ("handshake", |s| s.handshake_errors),
     ("panic", |s| s.panics),
@@ -387,7 +428,10 @@ pub(crate) fn render(per_reactor: &[StatsSnapshot]) -> String {
         Kind::Histogram,
         "HTTP request latency: from the complete request to the response queued.",
     );
-    let bounds: Vec<f64> = HTTP_LATENCY_BOUNDS.iter().map(Duration::as_secs_f64).collect();
+    let bounds: Vec<f64> = HTTP_LATENCY_BOUNDS
+        .iter()
+        .map(Duration::as_secs_f64)
+        .collect();
     for &(r, s) in &rows {
         let sum = s.http.latency_sum_ns as f64 / 1e9;
         w.histogram(name, &[("reactor", r)], &bounds, &s.http.latency, sum);
@@ -419,7 +463,14 @@ mod tests {
     #[test]
     fn floats_are_written_as_go_reads_them() {
         let mut s = String::new();
-        for f in [0.0001, 2.5, 10.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        for f in [
+            0.0001,
+            2.5,
+            10.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
             push_float(&mut s, f);
             s.push(' ');
         }

@@ -97,7 +97,10 @@ fn access_line(peer: std::net::SocketAddr) -> String {
             assert!(l.contains(" ringwire::access: "), "{l}");
             return l.to_owned();
         }
-        assert!(Instant::now() < deadline, "no access line for {peer} in\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no access line for {peer} in\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -165,7 +168,10 @@ fn access_log(backend: Backend) {
     assert_eq!(field(&line, "bytes_in"), "26");
     // The 101 and the two echoes (2 + 3 each) at least.
     let out: u64 = field(&line, "bytes_out").parse().unwrap();
-    assert!(out >= "HTTP/1.1 101 Switching Protocols\r\n".len() as u64 + 10, "{line}");
+    assert!(
+        out >= "HTTP/1.1 101 Switching Protocols\r\n".len() as u64 + 10,
+        "{line}"
+    );
     stop(server);
 }
 
@@ -244,7 +250,11 @@ fn metrics(backend: Backend) {
     let server = start(builder(backend), |_| App);
     let addr = server.local_addr();
     let get = |path: &str| {
-        http_exchange(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).status
+        http_exchange(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .status
     };
     for _ in 0..3 {
         assert_eq!(get("/hello"), 200);
@@ -289,7 +299,13 @@ fn metrics(backend: Backend) {
         )
     };
     assert_eq!(
-        [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+        [
+            class("1xx"),
+            class("2xx"),
+            class("3xx"),
+            class("4xx"),
+            class("5xx")
+        ],
         [0.0, 3.0, 1.0, 3.0, 1.0]
     );
     assert_eq!(

@@ -245,7 +245,15 @@ impl<H: Handler> Core<H> {
                 }
                 self.ctx.stats.handshake_errors += 1;
                 e.write_response(&mut out);
-                access::http_done(&mut self.ctx.stats, peer, "-", "-", e.status(), out.len(), start);
+                access::http_done(
+                    &mut self.ctx.stats,
+                    peer,
+                    "-",
+                    "-",
+                    e.status(),
+                    out.len(),
+                    start,
+                );
                 Outcome::Respond(out)
             }
             Ok(Some((Request::Http(req), _))) => {
@@ -296,7 +304,15 @@ impl<H: Handler> Core<H> {
                                 HandshakeError::new(400, "malformed permessage-deflate offer")
                                     .write_response(&mut out);
                                 let (m, p) = (req.method(), req.path());
-                                access::http_done(&mut self.ctx.stats, peer, m, p, 400, out.len(), start);
+                                access::http_done(
+                                    &mut self.ctx.stats,
+                                    peer,
+                                    m,
+                                    p,
+                                    400,
+                                    out.len(),
+                                    start,
+                                );
                                 return Outcome::Respond(out);
                             }
                         };
@@ -328,7 +344,15 @@ impl<H: Handler> Core<H> {
                             reject.body.as_bytes(),
                         );
                         let (m, p, status) = (req.method(), req.path(), reject.status);
-                        access::http_done(&mut self.ctx.stats, peer, m, p, status, out.len(), start);
+                        access::http_done(
+                            &mut self.ctx.stats,
+                            peer,
+                            m,
+                            p,
+                            status,
+                            out.len(),
+                            start,
+                        );
                         Outcome::Respond(out)
                     }
                     Err(_) => {
