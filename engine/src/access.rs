@@ -51,23 +51,40 @@ pub(crate) fn http(
     }
 }
 
-/// An HTTP response is complete: counted in the metrics (status class,
-/// latency) and logged when the access log is on. `start`: when the
-/// request was complete.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn http_done(
-    stats: &mut StatsSnapshot,
+/// A request being answered: who asked, and since when (the request was
+/// complete).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpTimer {
     peer: SocketAddr,
-    method: &str,
-    path: &str,
-    status: u16,
-    bytes: usize,
     start: Instant,
-) {
-    let took = start.elapsed();
-    stats.http_done(status, took);
-    http(peer, method, path, status, bytes as u64, took);
+}
+
+impl HttpTimer {
+    /// A complete request from `peer`, now.
+    #[inline]
+    pub fn start(peer: SocketAddr) -> HttpTimer {
+        HttpTimer {
+            peer,
+            start: Instant::now(),
+        }
+    }
+
+    /// Its response is complete (`bytes` queued): counted in the metrics
+    /// (status class, latency) and logged when the access log is on.
+    /// `method` and `path` are `"-"` when the request did not parse.
+    #[inline]
+    pub fn done(
+        &self,
+        stats: &mut StatsSnapshot,
+        method: &str,
+        path: &str,
+        status: u16,
+        bytes: usize,
+    ) {
+        let took = self.start.elapsed();
+        stats.http_done(status, took);
+        http(self.peer, method, path, status, bytes as u64, took);
+    }
 }
 
 /// What a WebSocket session's access line needs, recorded while the

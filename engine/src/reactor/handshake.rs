@@ -190,8 +190,8 @@ impl<H: Handler> Core<H> {
                 _ if over_limit => {
                     let mut out = Vec::new();
                     HandshakeError::new(503, "server at connection limit").write_response(&mut out);
-                    let start = Instant::now();
-                    access::http_done(&mut self.ctx.stats, peer, "-", "-", 503, out.len(), start);
+                    let at = access::HttpTimer::start(peer);
+                    at.done(&mut self.ctx.stats, "-", "-", 503, out.len());
                     Outcome::Respond(out)
                 }
                 parsed => self.decide(peer, parsed),
@@ -236,7 +236,7 @@ impl<H: Handler> Core<H> {
         parsed: Result<Option<(Request<'_>, usize)>, HandshakeError>,
     ) -> Outcome<H::Conn> {
         let mut out = Vec::new();
-        let start = Instant::now();
+        let at = access::HttpTimer::start(peer);
         match parsed {
             Ok(None) => Outcome::Wait,
             Err(e) => {
@@ -245,15 +245,7 @@ impl<H: Handler> Core<H> {
                 }
                 self.ctx.stats.handshake_errors += 1;
                 e.write_response(&mut out);
-                access::http_done(
-                    &mut self.ctx.stats,
-                    peer,
-                    "-",
-                    "-",
-                    e.status(),
-                    out.len(),
-                    start,
-                );
+                at.done(&mut self.ctx.stats, "-", "-", e.status(), out.len());
                 Outcome::Respond(out)
             }
             Ok(Some((Request::Http(req), _))) => {
@@ -275,9 +267,13 @@ impl<H: Handler> Core<H> {
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
                 write_http_response(&mut out, res.status, &headers, &res.body);
-                let (method, path) = (req.method(), req.path());
-                let stats = &mut self.ctx.stats;
-                access::http_done(stats, peer, method, path, res.status, out.len(), start);
+                at.done(
+                    &mut self.ctx.stats,
+                    req.method(),
+                    req.path(),
+                    res.status,
+                    out.len(),
+                );
                 Outcome::Respond(out)
             }
             Ok(Some((Request::Upgrade(req), consumed))) => {
@@ -304,15 +300,7 @@ impl<H: Handler> Core<H> {
                                 HandshakeError::new(400, "malformed permessage-deflate offer")
                                     .write_response(&mut out);
                                 let (m, p) = (req.method(), req.path());
-                                access::http_done(
-                                    &mut self.ctx.stats,
-                                    peer,
-                                    m,
-                                    p,
-                                    400,
-                                    out.len(),
-                                    start,
-                                );
+                                at.done(&mut self.ctx.stats, m, p, 400, out.len());
                                 return Outcome::Respond(out);
                             }
                         };
@@ -344,15 +332,7 @@ impl<H: Handler> Core<H> {
                             reject.body.as_bytes(),
                         );
                         let (m, p, status) = (req.method(), req.path(), reject.status);
-                        access::http_done(
-                            &mut self.ctx.stats,
-                            peer,
-                            m,
-                            p,
-                            status,
-                            out.len(),
-                            start,
-                        );
+                        at.done(&mut self.ctx.stats, m, p, status, out.len());
                         Outcome::Respond(out)
                     }
                     Err(_) => {
@@ -365,7 +345,7 @@ impl<H: Handler> Core<H> {
                             b"internal server error\n",
                         );
                         let (m, p) = (req.method(), req.path());
-                        access::http_done(&mut self.ctx.stats, peer, m, p, 500, out.len(), start);
+                        at.done(&mut self.ctx.stats, m, p, 500, out.len());
                         Outcome::Respond(out)
                     }
                 }
