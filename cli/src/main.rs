@@ -3,7 +3,9 @@
 mod load;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -12,8 +14,57 @@ use clap::{Parser, Subcommand};
     about = "WebSocket engine: demo server and tools"
 )]
 struct Cli {
+    /// Log format on stderr: text (colours only when stderr is a
+    /// terminal) or json (one JSON object per line, the CLI's own notes
+    /// included). RUST_LOG filters as usual (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The `tracing` target of the CLI's own notes in JSON mode (the address
+/// banner, shutdown, errors): always on, as they are in text mode.
+const NOTE_TARGET: &str = "ringwire::cli";
+
+/// A line for the operator: plain on stderr, or a JSON log event.
+pub fn note(format: LogFormat, msg: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{msg}"),
+        LogFormat::Json => tracing::info!(target: NOTE_TARGET, "{msg}"),
+    }
+}
+
+/// The global subscriber: RUST_LOG (default `info`), the access log
+/// (`ringwire::access`) only when asked for, whatever RUST_LOG says, so
+/// access lines cost nothing by default; no ANSI colours unless stderr is
+/// a terminal.
+fn init_logging(format: LogFormat, access_log: bool) {
+    let directive = |s: String| s.parse().expect("a valid directive");
+    let access = if access_log { "info" } else { "off" };
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info".into())
+        .add_directive(directive(format!(
+            "{}={access}",
+            ringwire::ACCESS_LOG_TARGET
+        )));
+    if format == LogFormat::Json {
+        filter = filter.add_directive(directive(format!("{NOTE_TARGET}=info")));
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -29,19 +80,19 @@ enum Cmd {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let format = cli.log_format;
+    let access_log = matches!(&cli.cmd, Cmd::Serve(a) if a.access_log);
+    init_logging(format, access_log);
     let r = match cli.cmd {
-        Cmd::Serve(a) => serve::run(a).map_err(|e| e.to_string()),
+        Cmd::Serve(a) => serve::run(a, format).map_err(|e| e.to_string()),
         Cmd::Load(c) => load::run(c),
     };
     if let Err(e) = r {
-        eprintln!("ringwire: {e}");
+        match format {
+            LogFormat::Text => eprintln!("ringwire: {e}"),
+            LogFormat::Json => tracing::error!(target: NOTE_TARGET, "ringwire: {e}"),
+        }
         std::process::exit(1);
     }
 }

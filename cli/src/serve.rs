@@ -1,13 +1,16 @@
 //! `ringwire serve`: the demo server.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Args;
 use ringwire::{
-    Backend, Handler, HttpRequest, HttpResponse, Message, Reject, Server, UpgradeRequest,
-    UpgradeResponse, WebSocket,
+    Backend, Handler, HttpRequest, HttpResponse, Message, Metrics, Reject, Router, Server,
+    UpgradeRequest, UpgradeResponse, WebSocket,
 };
+
+use crate::LogFormat;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -96,6 +99,15 @@ pub struct ServeArgs {
     /// Largest HTTP request body in bytes (413 above it).
     #[arg(long, default_value_t = 8 << 20)]
     max_request_body: usize,
+    /// Log one line per HTTP request and per WebSocket session (target
+    /// `ringwire::access`: peer, method, path, status, bytes, duration,
+    /// close code) at INFO. Off otherwise, whatever RUST_LOG says.
+    #[arg(long)]
+    pub access_log: bool,
+    /// Serve the engine's counters at /metrics (Prometheus text format
+    /// 0.0.4: per reactor and total).
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -143,125 +155,129 @@ fn tls_config(a: &ServeArgs) -> std::io::Result<Option<(ringwire::ServerTls, Sel
 
 const PAGE: &str = include_str!("page.html");
 
-/// Which route a connection took.
-pub enum Route {
-    Echo,
-    /// `/chat/{room}` (`/chat`: the room with the empty name): the topic
-    /// `chat/{room}`.
-    Chat(String),
-}
-
 /// Most bytes of a room name (the rest of the path after `/chat/`).
 const MAX_ROOM: usize = 128;
 
-struct Demo {
-    /// `--static DIR`.
-    files: Option<std::sync::Arc<ringwire::StaticFiles>>,
+/// `/echo`: every message comes back.
+struct EchoWs;
+
+impl Handler for EchoWs {
+    type Conn = ();
+
+    fn on_upgrade(
+        &mut self,
+        _: &UpgradeRequest<'_>,
+        _: &mut UpgradeResponse,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, ws: &mut WebSocket<'_, ()>, msg: Message<'_>) {
+        let _ = ws.send(&msg);
+    }
 }
 
-impl Handler for Demo {
-    type Conn = Route;
+/// `/chat/{room}` (`/chat`: the room with the empty name): every text
+/// message goes to every member of the room, sender included, in order.
+/// The connection's state is its topic, `chat/{room}`.
+struct ChatWs;
+
+impl Handler for ChatWs {
+    type Conn = String;
 
     fn on_upgrade(
         &mut self,
         req: &UpgradeRequest<'_>,
-        _res: &mut UpgradeResponse,
-    ) -> Result<Route, Reject> {
-        match req.path() {
-            "/echo" => Ok(Route::Echo),
-            "/chat" => Ok(Route::Chat("chat/".into())),
-            p if p.starts_with("/chat/") => {
-                let room = &p["/chat/".len()..];
-                if room.len() > MAX_ROOM || room.contains('/') {
-                    return Err(Reject::new(
-                        400,
-                        format!("a room name is at most {MAX_ROOM} bytes, without '/'\n"),
-                    ));
-                }
-                Ok(Route::Chat(format!("chat/{room}")))
-            }
-            other => Err(Reject::new(404, format!("no WebSocket route {other}\n"))),
+        _: &mut UpgradeResponse,
+    ) -> Result<String, Reject> {
+        let room = req.param("room").unwrap_or("");
+        if room.len() > MAX_ROOM {
+            return Err(Reject::new(
+                400,
+                format!("a room name is at most {MAX_ROOM} bytes, without '/'\n"),
+            ));
         }
+        Ok(format!("chat/{room}"))
     }
 
-    fn on_open(&mut self, ws: &mut WebSocket<'_, Route>) {
-        if let Route::Chat(topic) = ws.state() {
-            let topic = topic.clone();
-            ws.subscribe(topic);
-        }
+    fn on_open(&mut self, ws: &mut WebSocket<'_, String>) {
+        let topic = ws.state().clone();
+        ws.subscribe(topic);
     }
 
-    fn on_message(&mut self, ws: &mut WebSocket<'_, Route>, msg: Message<'_>) {
-        match ws.state() {
-            Route::Echo => {
-                let _ = ws.send(&msg);
-            }
-            Route::Chat(topic) => {
-                if msg.is_text() {
-                    // Framed once for the room: one mailbox entry per
-                    // reactor with members (see `WebSocket::subscribe`); the
-                    // sender gets its own copy straight away. A reactor
-                    // whose mailbox is full misses it (`mailbox_refused`);
-                    // a member that does not read meets the send-queue cap.
-                    let topic = topic.clone();
-                    let _ = ws.publish(&topic, &msg);
-                    let _ = ws.send(&msg);
-                }
-            }
+    fn on_message(&mut self, ws: &mut WebSocket<'_, String>, msg: Message<'_>) {
+        if msg.is_text() {
+            // Framed once for the room: one mailbox entry per reactor with
+            // members (see `WebSocket::subscribe`); the sender gets its own
+            // copy straight away. A reactor whose mailbox is full misses it
+            // (`mailbox_refused`); a member that does not read meets the
+            // send-queue cap.
+            let topic = ws.state().clone();
+            let _ = ws.publish(&topic, &msg);
+            let _ = ws.send(&msg);
         }
     }
+}
 
-    fn on_http(&mut self, req: &HttpRequest<'_>, res: &mut HttpResponse) {
-        match (req.method(), req.path()) {
-            // The request body comes back (the simplest way to try bodies
-            // with curl).
-            ("POST", "/echo") => {
-                let ct = req
-                    .header("Content-Type")
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .unwrap_or("application/octet-stream");
-                res.header("Content-Type", ct.to_owned());
-                res.body(req.body().to_vec());
-            }
-            ("GET" | "HEAD", "/echo" | "/chat") => upgrade_required(res),
-            ("GET" | "HEAD", p) if p.starts_with("/chat/") => upgrade_required(res),
-            (_, "/echo" | "/chat") => {
-                res.status = 405;
-                res.header(
-                    "Allow",
-                    if req.path() == "/echo" {
-                        "GET, POST"
-                    } else {
-                        "GET"
-                    },
-                );
-            }
-            _ if self.files.is_some() => {
-                if let Some(f) = &self.files {
-                    f.serve(req, res);
+/// What the routes share (one per reactor: the router is built by each
+/// reactor's factory call).
+#[derive(Clone)]
+struct Site {
+    /// `--static DIR`.
+    files: Option<Arc<ringwire::StaticFiles>>,
+    /// With --metrics: the engine's counters, set once the server has
+    /// started (a scrape before that gets 503).
+    metrics: Option<Arc<OnceLock<Metrics>>>,
+}
+
+/// The demo's routes: the documented example of [`Router`].
+fn routes(site: &Site) -> Router {
+    let mut r = Router::new()
+        .ws("/echo", EchoWs)
+        .ws("/chat", ChatWs)
+        .ws("/chat/{room}", ChatWs)
+        // A plain POST to /echo: the request body comes back (the simplest
+        // way to try bodies with curl).
+        .post("/echo", |req: &HttpRequest<'_>, res: &mut HttpResponse| {
+            let ct = req
+                .header("Content-Type")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .unwrap_or("application/octet-stream");
+            res.header("Content-Type", ct.to_owned());
+            res.body(req.body().to_vec());
+        });
+    if let Some(m) = &site.metrics {
+        let m = m.clone();
+        r = r.get(
+            "/metrics",
+            move |_: &HttpRequest<'_>, res: &mut HttpResponse| match m.get() {
+                Some(m) => {
+                    res.header("Content-Type", ringwire::PROMETHEUS_CONTENT_TYPE);
+                    res.body(m.prometheus());
                 }
-            }
-            ("GET" | "HEAD", "/" | "/index.html") => {
+                None => {
+                    res.status = 503;
+                    res.body("starting\n");
+                }
+            },
+        );
+    }
+    match &site.files {
+        Some(files) => {
+            let files = files.clone();
+            r.fallback(move |req: &HttpRequest<'_>, res: &mut HttpResponse| files.serve(req, res))
+        }
+        None => {
+            let page = |_: &HttpRequest<'_>, res: &mut HttpResponse| {
                 res.header("Content-Type", "text/html; charset=utf-8");
                 res.body(PAGE);
-            }
-            _ => {
-                res.status = 404;
-                res.body("not found\n");
-            }
+            };
+            r.get("/", page).get("/index.html", page)
         }
     }
 }
 
-/// A plain GET to a WebSocket route.
-fn upgrade_required(res: &mut HttpResponse) {
-    res.status = 426;
-    res.header("Upgrade", "websocket");
-    res.header("Content-Type", "text/plain; charset=utf-8");
-    res.body("this is a WebSocket endpoint\n");
-}
-
-pub fn run(a: ServeArgs) -> std::io::Result<()> {
+pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
     let mut b = Server::builder()
         .bind(a.listen)
         .max_message_size(a.max_message_size)
@@ -306,38 +322,54 @@ pub fn run(a: ServeArgs) -> std::io::Result<()> {
         b = b.backend(k);
     }
     let files = match &a.static_dir {
-        Some(dir) => Some(std::sync::Arc::new(
-            ringwire::StaticFiles::new(dir).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("--static {}: {e}", dir.display()))
-            })?,
-        )),
+        Some(dir) => Some(Arc::new(ringwire::StaticFiles::new(dir).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("--static {}: {e}", dir.display()))
+        })?)),
         None => None,
     };
     b = b.max_request_body(a.max_request_body);
-    let server = b.start(move |_| Demo {
-        files: files.clone(),
-    })?;
+    let metrics = a.metrics.then(|| Arc::new(OnceLock::new()));
+    let site = Site {
+        files,
+        metrics: metrics.clone(),
+    };
+    let server = b.start(move |_| routes(&site))?;
+    if let Some(m) = &metrics {
+        let _ = m.set(server.metrics());
+    }
     let (http, ws) = if secure {
         ("https", "wss")
     } else {
         ("http", "ws")
     };
-    if let Some((note, cert_path)) = note {
-        eprintln!(
-            "{note}\n  try: ringwire load echo wss://localhost:{}/echo --ca {}",
+    if let Some((cert_note, cert_path)) = note {
+        let msg = format!(
+            "{cert_note}\n  try: ringwire load echo wss://localhost:{}/echo --ca {}",
             server.local_addr().port(),
             cert_path.display()
         );
+        crate::note(log, &msg);
     }
-    eprintln!(
-        "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}  [backend {1}]",
-        server.local_addr(),
-        server.backend()
+    let metrics_url = if a.metrics {
+        format!(", {http}://{}/metrics", server.local_addr())
+    } else {
+        String::new()
+    };
+    crate::note(
+        log,
+        &format!(
+            "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}{metrics_url}  [backend {1}]",
+            server.local_addr(),
+            server.backend()
+        ),
     );
     server.wait_for_signal();
-    eprintln!("ringwire serve: shutting down (1001 to every connection)");
+    crate::note(
+        log,
+        "ringwire serve: shutting down (1001 to every connection)",
+    );
     let stats = server.stats();
     server.shutdown(Duration::from_secs_f64(a.grace.clamp(0.0, 3600.0)));
-    eprintln!("ringwire serve: stopped; {stats:?}");
+    crate::note(log, &format!("ringwire serve: stopped; {stats:?}"));
     Ok(())
 }

@@ -214,6 +214,27 @@ macro_rules! engine_methods {
                 .fold(StatsSnapshot::default(), |a, b| a + b)
         }
 
+        /// Every counter of [`reactor_stats`](Self::reactor_stats), per
+        /// reactor (`reactor="0"`, …) and summed (`reactor="total"`), with
+        /// the HTTP status classes and latency histogram, in the
+        /// Prometheus text exposition format 0.0.4 (serve it with
+        /// [`PROMETHEUS_CONTENT_TYPE`](crate::PROMETHEUS_CONTENT_TYPE)).
+        /// The format is written by `ringwire` itself (no client library),
+        /// from the counters each reactor publishes once per loop
+        /// iteration; the metric names are listed in ARCHITECTURE.md.
+        pub fn prometheus(&self) -> String {
+            crate::metrics::render(&self.reactor_stats())
+        }
+
+        /// The counters for another thread or a handler (e.g. one that
+        /// serves `/metrics`): a cheap, cloneable view with `stats`,
+        /// `reactor_stats` and `prometheus`.
+        pub fn metrics(&self) -> crate::Metrics {
+            crate::Metrics {
+                reactors: self.engine.reactors.iter().cloned().collect(),
+            }
+        }
+
         /// Blocks the calling thread until the process gets SIGINT or
         /// SIGTERM (it installs handlers for both that only set a flag).
         /// The engine keeps running; call [`shutdown`](Self::shutdown)

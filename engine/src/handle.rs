@@ -12,6 +12,7 @@ use crossbeam_channel::Sender;
 use ringwire_parser::CloseCode;
 
 use crate::handler::SendStatus;
+use crate::metrics::{HTTP_LATENCY_BUCKETS, HttpStats};
 
 /// Identifies a connection: reactor, slab slot, and the slot's generation
 /// (so a handle to a closed connection never reaches a new one).
@@ -187,6 +188,12 @@ pub struct ReactorStats {
     pub queued_bytes: AtomicUsize,
     /// [`ConnHandle`] sends refused because the reactor's mailbox was full.
     pub mailbox_refused: AtomicU64,
+    /// HTTP responses by status class (see [`HttpStats::responses`]).
+    pub http_responses: [AtomicU64; 5],
+    /// HTTP latency buckets (see [`HttpStats::latency`]).
+    pub http_latency: [AtomicU64; HTTP_LATENCY_BUCKETS],
+    /// Sum of HTTP latencies in nanoseconds.
+    pub http_latency_sum_ns: AtomicU64,
 }
 
 /// A reactor's counters (or their sum over reactors) as plain numbers.
@@ -220,6 +227,18 @@ pub struct StatsSnapshot {
     pub queued_bytes: usize,
     /// Handle sends refused at a full mailbox.
     pub mailbox_refused: u64,
+    /// HTTP requests answered: by status class and latency.
+    pub http: HttpStats,
+}
+
+impl StatsSnapshot {
+    /// Counts an HTTP response that is complete (queued whole): its
+    /// status and how long the request took (the reactor's local counters;
+    /// published with the rest once per loop iteration).
+    #[inline]
+    pub(crate) fn http_done(&mut self, status: u16, took: std::time::Duration) {
+        self.http.record(status, took);
+    }
 }
 
 impl ReactorStats {
@@ -241,6 +260,11 @@ impl ReactorStats {
             overflows: r(&self.overflows),
             queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
             mailbox_refused: r(&self.mailbox_refused),
+            http: HttpStats {
+                responses: self.http_responses.each_ref().map(r),
+                latency: self.http_latency.each_ref().map(r),
+                latency_sum_ns: r(&self.http_latency_sum_ns),
+            },
         }
     }
 }
@@ -263,6 +287,7 @@ impl std::ops::Add for StatsSnapshot {
             overflows: self.overflows + o.overflows,
             queued_bytes: self.queued_bytes + o.queued_bytes,
             mailbox_refused: self.mailbox_refused + o.mailbox_refused,
+            http: self.http + o.http,
         }
     }
 }

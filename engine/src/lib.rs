@@ -49,6 +49,11 @@
 
 #![warn(missing_docs)]
 
+mod access;
+/// The access log's `tracing` target (`ringwire::access`): one INFO
+/// event per HTTP request and per WebSocket session, emitted only when a
+/// subscriber enables this target.
+pub use access::TARGET as ACCESS_LOG_TARGET;
 mod acceptor;
 mod client;
 mod config;
@@ -58,6 +63,7 @@ mod engine;
 mod handle;
 mod handler;
 mod http;
+mod metrics;
 mod pubsub;
 mod reactor;
 mod router;
@@ -71,6 +77,9 @@ pub use engine::{ClientHandle, ServerHandle};
 pub use handle::{ConnHandle, ConnId, SharedMessage, StatsSnapshot};
 pub use handler::{Handler, HttpResponse, Reject, SendStatus, UpgradeResponse, WebSocket};
 pub use http::{Body, BodySource, FileBody};
+pub use metrics::{
+    HTTP_LATENCY_BOUNDS, HTTP_LATENCY_BUCKETS, HttpStats, Metrics, PROMETHEUS_CONTENT_TYPE,
+};
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};

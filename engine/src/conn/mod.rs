@@ -153,6 +153,9 @@ pub(crate) struct Extras {
     /// Messages refused by the overflow policy `Drop` (sends and
     /// publishes), for [`crate::WebSocket::dropped`].
     pub dropped: u64,
+    /// The access log's record of this WebSocket session (only while the
+    /// access log is on).
+    pub access: Option<crate::access::WsSession>,
 }
 
 impl std::fmt::Debug for Extras {
@@ -160,6 +163,7 @@ impl std::fmt::Debug for Extras {
         f.debug_struct("Extras")
             .field("protocol", &self.protocol)
             .field("deflate", &self.deflate.as_ref().map(|d| d.params))
+            .field("access", &self.access)
             .finish()
     }
 }
@@ -182,6 +186,13 @@ impl ConnIo {
             lowat_lifted: false,
             client: false,
         }
+    }
+
+    /// The access log's session record, when the access log is on (one
+    /// test of `extras` otherwise).
+    #[inline]
+    pub fn access(&mut self) -> Option<&mut crate::access::WsSession> {
+        self.extras.as_deref_mut()?.access.as_mut()
     }
 
     /// The bytes to write next. With TLS, `out.pending` holds plaintext
@@ -549,6 +560,9 @@ impl ConnIo {
     fn queued(&mut self, ctx: &mut Ctx) -> SendStatus {
         self.streaming = true;
         ctx.stats.msgs_out += 1;
+        if let Some(a) = self.access() {
+            a.msgs_out += 1;
+        }
         self.mark_dirty(ctx);
         if self.out.buffered() > ctx.limits.high_watermark {
             self.backpressured = true;

@@ -63,6 +63,9 @@ impl<H: Handler> Core<H> {
                 }) {
                     tracing::error!(peer = %io.peer, "handler panicked in on_close");
                 }
+                if let Some(a) = io.extras.as_mut().and_then(|e| e.access.take()) {
+                    crate::access::ws_session(io.peer, &a, code);
+                }
                 // Unsubscribed from everything (after `on_close`, which
                 // may still publish).
                 self.ctx.topics.leave_all(&self.ctx.hub, io.id);
@@ -169,6 +172,9 @@ impl<H: Handler> Core<H> {
         if n > 0 {
             *last_rx = now;
             *ping_sent = None;
+            if let Some(a) = io.access() {
+                a.bytes_in += n as u64;
+            }
         }
         let result = decoder.direct_done(loan);
         if !io.reading_frames() {
@@ -287,6 +293,9 @@ fn deliver<H: Handler>(
     match event {
         Event::Message(m) => {
             ws.ctx.stats.msgs_in += 1;
+            if let Some(a) = ws.io.access() {
+                a.msgs_in += 1;
+            }
             handler.on_message(ws, m);
         }
         Event::Ping(p) => {
@@ -310,6 +319,9 @@ fn deliver<H: Handler>(
                 Err((code, reason)) => Step::Fail(code, reason),
                 Ok(msg) => {
                     ws.ctx.stats.msgs_in += 1;
+                    if let Some(a) = ws.io.access() {
+                        a.msgs_in += 1;
+                    }
                     handler.on_message(ws, msg);
                     Step::Continue
                 }

@@ -3,6 +3,7 @@
 //! the 101), and where both end: `open_conn`.
 
 use super::*;
+use crate::access;
 
 /// What a complete (or incomplete) request leads to.
 pub(super) enum Outcome<C> {
@@ -19,6 +20,8 @@ pub(super) struct Accepted<C> {
     state: C,
     protocol: Option<String>,
     deflate: Option<DeflateParams>,
+    /// The access log's record (`None` while the access log is off).
+    access: Option<crate::access::WsSession>,
 }
 
 /// The server's side of permessage-deflate: the first offer in the
@@ -137,11 +140,9 @@ impl<H: Handler> Core<H> {
             0
         };
         if protocol.is_some() || deflate.is_some() {
-            conn.io.extras = Some(Box::new(Extras {
-                protocol: protocol.map(String::into_boxed_str),
-                deflate,
-                ..Default::default()
-            }));
+            let extras = conn.io.extras.get_or_insert_with(Box::<Extras>::default);
+            extras.protocol = protocol.map(String::into_boxed_str);
+            extras.deflate = deflate;
         }
         let decoder = Box::new(Decoder::new(
             role,
@@ -166,9 +167,13 @@ impl<H: Handler> Core<H> {
             state,
             protocol,
             deflate,
+            access,
         } = a;
         let deflate = deflate.zip(self.cfg.deflate.clone());
         let conn = self.slots[slot as usize].conn.as_mut().expect("live slot");
+        if access.is_some() {
+            conn.io.extras.get_or_insert_with(Box::default).access = access;
+        }
         conn.io.queue_raw(&mut self.ctx, &out);
         self.open_conn(slot, Role::Server, protocol, deflate, Some(state));
         if consumed < buf.len() {
@@ -184,6 +189,7 @@ impl<H: Handler> Core<H> {
         parsed: Result<Option<(Request<'_>, usize)>, HandshakeError>,
     ) -> Outcome<H::Conn> {
         let mut out = Vec::new();
+        let at = access::HttpTimer::start(peer);
         match parsed {
             Ok(None) => Outcome::Wait,
             Err(e) => {
@@ -192,6 +198,7 @@ impl<H: Handler> Core<H> {
                 }
                 self.ctx.stats.handshake_errors += 1;
                 e.write_response(&mut out);
+                at.done(&mut self.ctx.stats, "-", "-", e.status(), out.len());
                 Outcome::Respond(out)
             }
             // Plain HTTP is served by `http.rs` before it gets here.
@@ -219,6 +226,8 @@ impl<H: Handler> Core<H> {
                                 self.ctx.stats.handshake_errors += 1;
                                 HandshakeError::new(400, "malformed permessage-deflate offer")
                                     .write_response(&mut out);
+                                let (m, p) = (req.method(), req.path());
+                                at.done(&mut self.ctx.stats, m, p, 400, out.len());
                                 return Outcome::Respond(out);
                             }
                         };
@@ -235,6 +244,7 @@ impl<H: Handler> Core<H> {
                             state,
                             protocol,
                             deflate,
+                            access: access::WsSession::start(req.path()),
                         })
                     }
                     Ok(Err(reject)) => {
@@ -248,6 +258,8 @@ impl<H: Handler> Core<H> {
                             &[("Connection", "close")],
                             reject.body.as_bytes(),
                         );
+                        let (m, p, status) = (req.method(), req.path(), reject.status);
+                        at.done(&mut self.ctx.stats, m, p, status, out.len());
                         Outcome::Respond(out)
                     }
                     Err(_) => {
@@ -259,6 +271,8 @@ impl<H: Handler> Core<H> {
                             &[("Connection", "close")],
                             b"internal server error\n",
                         );
+                        let (m, p) = (req.method(), req.path());
+                        at.done(&mut self.ctx.stats, m, p, 500, out.len());
                         Outcome::Respond(out)
                     }
                 }

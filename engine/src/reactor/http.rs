@@ -242,6 +242,13 @@ impl<H: Handler> Core<H> {
                         let mut out = Vec::new();
                         HandshakeError::new(503, "server at connection limit")
                             .write_response(&mut out);
+                        crate::access::HttpTimer::start(peer).done(
+                            &mut self.ctx.stats,
+                            "-",
+                            "-",
+                            503,
+                            out.len(),
+                        );
                         self.finish_http(slot, &out);
                         return (pos, Next::Done);
                     }
@@ -344,8 +351,10 @@ impl<H: Handler> Core<H> {
             tracing::info!(%peer, status = e.status(), "HTTP request rejected: {}", e.reason());
         }
         self.ctx.stats.handshake_errors += 1;
+        let timer = crate::access::HttpTimer::start(peer);
         let mut out = Vec::new();
         e.write_response(&mut out);
+        timer.done(&mut self.ctx.stats, "-", "-", e.status(), out.len());
         self.finish_http(slot, &out);
     }
 
@@ -374,17 +383,18 @@ impl<H: Handler> Core<H> {
         req: &HttpRequest<'_>,
         client_keep: bool,
     ) -> Next {
+        let peer = self.slots[slot as usize]
+            .conn
+            .as_ref()
+            .expect("live")
+            .io
+            .peer;
+        let timer = crate::access::HttpTimer::start(peer);
         let mut res = std::mem::take(&mut self.http_res);
         res.clear();
         let handler = &mut self.handler;
         if catch_unwind(AssertUnwindSafe(|| handler.on_http(req, &mut res))).is_err() {
             self.ctx.stats.panics += 1;
-            let peer = self.slots[slot as usize]
-                .conn
-                .as_ref()
-                .expect("live")
-                .io
-                .peer;
             tracing::error!(%peer, "handler panicked in on_http: answering 500");
             res.clear();
             res.status = 500;
@@ -477,6 +487,8 @@ impl<H: Handler> Core<H> {
         }
         self.ctx.charge(queued as isize);
         conn.io.mark_dirty(&mut self.ctx);
+        let total = queued + stream.as_ref().map_or(0, |s| s.left.unwrap_or(0) as usize);
+        timer.done(&mut self.ctx.stats, req.method(), req.path(), status, total);
         self.http_res = res;
         let hc = h.get_or_insert_with(Default::default);
         hc.served = served;

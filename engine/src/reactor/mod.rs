@@ -443,6 +443,9 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
+        if let Some(a) = conn.io.access() {
+            a.bytes_out += n as u64;
+        }
         conn.io.out.advance(n, &mut self.ctx.pool);
         // One write that moved twice the low mark proves a wide-open
         // window: this peer reads fast, so its socket gets the kernel's
@@ -518,6 +521,15 @@ impl<H: Handler> Core<H> {
         add(&t.panics, s.panics);
         add(&t.timeouts, s.timeouts);
         add(&t.overflows, s.overflows);
+        if !s.http.is_empty() {
+            for (a, v) in t.http_responses.iter().zip(s.http.responses) {
+                add(a, v);
+            }
+            for (a, v) in t.http_latency.iter().zip(s.http.latency) {
+                add(a, v);
+            }
+            add(&t.http_latency_sum_ns, s.http.latency_sum_ns);
+        }
         t.open.store(self.open, Ordering::Relaxed);
     }
 }

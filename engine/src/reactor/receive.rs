@@ -49,6 +49,9 @@ impl<H: Handler> Core<H> {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
             return;
         };
+        if let Some(a) = conn.io.access() {
+            a.bytes_in += data.len() as u64;
+        }
         if !conn.io.reading_frames() || matches!(conn.state, State::Ended) {
             // Closing: input is read only so that closing does not reset
             // the connection; it is discarded.
