@@ -103,9 +103,26 @@ pub trait BodySource: 'static {
     /// the body. An error ends the response and closes the connection
     /// (logged).
     fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+
+    /// A file the next bytes can be sent from with `sendfile(2)` (straight
+    /// from the page cache to the socket, never through user space), and
+    /// the offset of the next byte. The engine uses it on plain-TCP
+    /// connections whose send queue is empty, and calls
+    /// [`advance`](Self::advance) with what it sent that way; otherwise it
+    /// calls [`fill`](Self::fill). Default: none.
+    fn file(&self) -> Option<(std::os::fd::BorrowedFd<'_>, u64)> {
+        None
+    }
+
+    /// `n` bytes were sent from [`file`](Self::file).
+    fn advance(&mut self, n: usize) {
+        let _ = n;
+    }
 }
 
-/// A region of a file as a body (read with `pread` as the client reads).
+/// A region of a file as a body: sent with `sendfile(2)` where the
+/// connection allows (plain TCP), read with `pread` as the client reads
+/// otherwise (TLS).
 #[derive(Debug)]
 pub struct FileBody {
     file: std::fs::File,
@@ -150,6 +167,16 @@ impl BodySource for FileBody {
         self.offset += n as u64;
         self.left -= n as u64;
         Ok(n)
+    }
+
+    fn file(&self) -> Option<(std::os::fd::BorrowedFd<'_>, u64)> {
+        use std::os::fd::AsFd;
+        Some((self.file.as_fd(), self.offset))
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.offset += n as u64;
+        self.left -= (n as u64).min(self.left);
     }
 }
 

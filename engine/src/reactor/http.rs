@@ -15,6 +15,7 @@
 //! client pipelining without reading), and input waiting beyond
 //! [`pipeline_cap`](Core::pipeline_cap) closes the connection.
 
+use std::os::fd::AsRawFd;
 use std::time::SystemTime;
 
 use ringwire_parser::handshake::{
@@ -106,6 +107,11 @@ const RESERVED: &[&str] = &["Content-Length", "Transfer-Encoding", "Date", "Conn
 
 /// Largest piece of a streamed body pulled at once.
 const STREAM_PIECE: usize = 256 << 10;
+
+/// Largest `sendfile` call, and most calls per `pump` (then the reactor
+/// serves its other connections before this one goes on).
+const SENDFILE_PIECE: usize = 1 << 20;
+const SENDFILE_ROUNDS: u32 = 16;
 
 impl<H: Handler> Core<H> {
     /// Input waiting while a response goes out (or the queue is full)
@@ -515,10 +521,12 @@ impl<H: Handler> Core<H> {
     pub(super) fn pump(&mut self, slot: u32) {
         let low = self.ctx.limits.low_watermark;
         let high = self.ctx.limits.high_watermark.max(low + 4096);
+        let mut sendfile_rounds = 0;
         loop {
             let Some(Conn {
                 state: State::ServerHandshake { http: Some(hc), .. },
                 io,
+                fd: sock,
                 ..
             }) = self.slots[slot as usize].conn.as_mut()
             else {
@@ -537,6 +545,46 @@ impl<H: Handler> Core<H> {
             let buffered = io.out.buffered();
             if buffered >= low {
                 return;
+            }
+            // Zero copy: a file region straight to the socket while nothing
+            // else is queued (plain TCP, not chunked: the bytes go as they
+            // are). When the socket is full, one piece goes through the
+            // queue instead, so the backend wakes us once it is written.
+            if buffered == 0
+                && !io.out.in_flight
+                && io.tls.is_none()
+                && !s.chunked
+                && sendfile_rounds < SENDFILE_ROUNDS
+                && let Some(left) = s.left.filter(|&l| l > 0)
+                && let Some((file, offset)) = s.src.file()
+            {
+                sendfile_rounds += 1;
+                let want = left.min(SENDFILE_PIECE as u64) as usize;
+                let mut off = offset as libc::off_t;
+                // SAFETY: both descriptors are open (the socket is this
+                // live connection's, the file is borrowed from the source);
+                // `off` is a valid off_t the call updates.
+                let r =
+                    unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
+                if r > 0 {
+                    let n = r as usize;
+                    s.src.advance(n);
+                    s.left = Some(left - n as u64);
+                    self.ctx.stats.bytes_out += n as u64;
+                    io.deadline = self.ctx.now.plus(self.cfg.keep_alive_timeout);
+                    continue;
+                }
+                let errno = (r < 0)
+                    .then(|| std::io::Error::last_os_error().raw_os_error())
+                    .flatten();
+                if let Some(libc::EPIPE | libc::ECONNRESET) = errno {
+                    // The peer is gone.
+                    hc.stream = None;
+                    return self.on_io_error(slot);
+                }
+                // EAGAIN: the socket is full (one piece goes through the
+                // queue); 0 (the file is shorter than announced) and other
+                // errors: the copying path reports them.
             }
             let room = (high - buffered).clamp(4096, STREAM_PIECE);
             let want = s.left.map_or(room, |l| l.min(room as u64) as usize);
