@@ -6,7 +6,8 @@
 //! |---|---|
 //! | `ctx.rs` | what callbacks reach besides their connection; output accounting |
 //! | `receive.rs` | bytes and end-of-stream from the backend (TLS, routing, half-close) |
-//! | `handshake.rs` | the server's and the client's opening handshakes, `open_conn` |
+//! | `handshake.rs` | the upgrade and the client's opening handshake, `open_conn` |
+//! | `http.rs` | plain HTTP/1.1 before an upgrade: keep-alive, bodies, streaming |
 //! | `frames.rs` | the decode loop, callbacks under `catch_unwind`, `on_close` |
 //! | `dial.rs` | client connections until open |
 //! | `mailbox.rs` | what other threads send (control first, then bounded data batches) |
