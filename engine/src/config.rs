@@ -164,6 +164,9 @@ pub struct Config {
     /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
     /// `None`: never negotiated.
     pub deflate: Option<crate::PermessageDeflate>,
+    /// Pub/sub across nodes: where topic changes and publishes go (see
+    /// [`crate::broker`]). `None`: topics are this node's only.
+    pub broker: Option<crate::broker::BrokerLink>,
 }
 
 impl Default for Config {
@@ -201,6 +204,7 @@ impl Default for Config {
             reuse_port: false,
             tls: None,
             deflate: None,
+            broker: None,
         }
     }
 }

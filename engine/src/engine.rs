@@ -158,6 +158,22 @@ macro_rules! engine_methods {
             self.engine.hub.topics()
         }
 
+        /// Where a broker client delivers what other nodes publish (see
+        /// [`crate::broker`]).
+        pub fn broker_inbox(&self) -> crate::broker::BrokerInbox {
+            crate::broker::BrokerInbox {
+                hub: self.engine.hub.clone(),
+            }
+        }
+
+        /// Publishes the broker's queue refused (a slow or absent broker).
+        pub fn broker_dropped(&self) -> u64 {
+            self.engine
+                .hub
+                .broker_dropped
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }
+
         /// The backend the reactors run: [`Backend::Uring`](crate::Backend::Uring)
         /// or [`Backend::Epoll`](crate::Backend::Epoll), never `Auto` (its
         /// `Display` prints `io_uring` / `epoll`).

@@ -55,6 +55,7 @@ mod access;
 /// subscriber enables this target.
 pub use access::TARGET as ACCESS_LOG_TARGET;
 mod acceptor;
+pub mod broker;
 mod client;
 mod config;
 mod conn;

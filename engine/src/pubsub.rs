@@ -27,7 +27,7 @@
 //! overflow policy (drop or close 1008, counted in `overflows`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -135,19 +135,47 @@ impl Framed {
 /// atomic count under the read lock (a reactor only changes its own
 /// count), so subscribes and unsubscribes on many reactors do not queue
 /// behind one lock, and publishes never wait for them.
-#[derive(Debug)]
 pub(crate) struct Hub {
     /// Topic → subscribers per reactor (index = reactor id).
     topics: RwLock<HashMap<Bytes, Box<[AtomicU32]>>>,
     pub reactors: Vec<Arc<ReactorShared>>,
+    /// The other nodes, through a broker (see [`crate::broker`]).
+    broker: Option<crate::broker::BrokerLink>,
+    /// Publishes the broker's queue refused.
+    pub broker_dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("reactors", &self.reactors.len())
+            .field("broker", &self.broker.is_some())
+            .finish()
+    }
 }
 
 impl Hub {
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn new(reactors: Vec<Arc<ReactorShared>>) -> Hub {
+        Hub::with_broker(reactors, None)
+    }
+
+    pub fn with_broker(
+        reactors: Vec<Arc<ReactorShared>>,
+        broker: Option<crate::broker::BrokerLink>,
+    ) -> Hub {
         Hub {
             topics: RwLock::new(HashMap::new()),
             reactors,
+            broker,
+            broker_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// The topics with subscribers on this node.
+    pub fn topic_names(&self) -> Vec<Bytes> {
+        let map = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
     }
 
     fn counts(&self) -> usize {
@@ -166,9 +194,14 @@ impl Hub {
         }
         let mut map = self.topics.write().unwrap_or_else(|e| e.into_inner());
         let n = self.counts().max(r + 1);
-        let c = map
-            .entry(Bytes::copy_from_slice(topic))
-            .or_insert_with(|| (0..n).map(|_| AtomicU32::new(0)).collect());
+        let c = map.entry(Bytes::copy_from_slice(topic)).or_insert_with(|| {
+            // The node's first subscriber of this topic (under the write
+            // lock: the broker hears topic changes in their order).
+            if let Some(b) = &self.broker {
+                b.0.subscribe(topic);
+            }
+            (0..n).map(|_| AtomicU32::new(0)).collect()
+        });
         if c.len() <= r {
             // Only a hub without reactors (the unit tests) grows here.
             let mut v: Vec<AtomicU32> = std::mem::take(c).into_vec();
@@ -198,6 +231,9 @@ impl Hub {
             .is_some_and(|c| c.iter().all(|n| n.load(Ordering::Relaxed) == 0))
         {
             map.remove(topic);
+            if let Some(b) = &self.broker {
+                b.0.unsubscribe(topic);
+            }
         }
     }
 
@@ -220,6 +256,18 @@ impl Hub {
     /// subscribers miss it; the others get it); `Backpressure` when a
     /// mailbox is more than half full.
     pub fn publish(&self, p: Publish) -> SendStatus {
+        if let Some(b) = &self.broker {
+            let payload = p.frame.slice(p.header as usize..);
+            if !b.0.publish(&p.topic, p.text, payload) {
+                self.broker_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.publish_local(p)
+    }
+
+    /// [`Hub::publish`] to this node's subscribers only (what came from
+    /// the broker).
+    pub fn publish_local(&self, p: Publish) -> SendStatus {
         let p = Arc::new(p);
         let mut status = SendStatus::Sent;
         // Mailbox sends never block, so they go out under the read lock

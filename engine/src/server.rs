@@ -172,6 +172,15 @@ impl ServerBuilder {
     setter!(/// Plain HTTP: largest request body (413 above).
         max_request_body: usize);
 
+    /// Pub/sub across nodes: topic changes and publishes go to `sink` (a
+    /// broker client, e.g. `ringwire-broker`'s NATS or Redis one), and
+    /// what other nodes publish comes in through
+    /// [`ServerHandle::broker_inbox`](crate::ServerHandle::broker_inbox).
+    pub fn broker(mut self, sink: std::sync::Arc<dyn crate::broker::BrokerSink>) -> Self {
+        self.cfg.broker = Some(crate::broker::BrokerLink::new(sink));
+        self
+    }
+
     /// Negotiate permessage-deflate with clients that offer it (browsers
     /// do): see [`crate::PermessageDeflate`] for the memory/CPU choices.
     /// (A client connection offers it through
@@ -305,7 +314,10 @@ impl Engine {
             reactors.push(shared.clone());
             mailboxes.push((shared, rx, data_rx));
         }
-        let hub = Arc::new(crate::pubsub::Hub::new(reactors.clone()));
+        let hub = Arc::new(crate::pubsub::Hub::with_broker(
+            reactors.clone(),
+            cfg.broker.clone(),
+        ));
         for (i, (listener, (shared, rx, data_rx))) in
             own_listeners.into_iter().zip(mailboxes).enumerate()
         {
