@@ -74,6 +74,14 @@ pub struct FanoutArgs {
     /// Messages per second over all publishers (> 0).
     #[arg(long, default_value_t = 1_000.0)]
     rate: f64,
+    /// Across nodes: spread the subscribers over these URLs (repeat the
+    /// flag; room suffixes as for URL) instead of URL; with a broker
+    /// between the nodes this measures cross-node delivery.
+    #[arg(long = "subscribe-url", value_name = "URL")]
+    subscribe_urls: Vec<String>,
+    /// Across nodes: the publishers connect here instead of URL.
+    #[arg(long, value_name = "URL")]
+    publish_url: Option<String>,
     /// Payload bytes of each (text) message, at least 40 (the header:
     /// publisher id, sequence number, intended send time, in hex).
     #[arg(long, default_value_t = 64)]
@@ -158,6 +166,8 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
                 subscribers: f.subscribers,
                 publishers: f.publishers,
                 rooms: f.rooms,
+                subscribe_urls: f.subscribe_urls,
+                publish_url: f.publish_url,
                 rate: f.rate,
                 size: f.size,
                 text: true,

@@ -393,3 +393,50 @@ fn fanout_epoll() {
 fn fanout_uring() {
     check_fanout("uring");
 }
+
+/// `ringwire load fanout --subscribe-url A --subscribe-url B --publish-url
+/// A` spreads the subscribers over two nodes and publishes on one: with no
+/// broker between them, exactly B's half of the deliveries never arrives
+/// (and nothing is a gap or a mismatch for A's half).
+#[test]
+fn fanout_across_two_nodes_without_a_broker() {
+    let a = serve("epoll");
+    let b = serve("epoll");
+    let (ua, ub) = (
+        format!("ws://{}/chat/x", a.addr),
+        format!("ws://{}/chat/x", b.addr),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args([
+            "load",
+            "fanout",
+            &ua,
+            "--subscribe-url",
+            &ua,
+            "--subscribe-url",
+            &ub,
+        ])
+        .args([
+            "--publish-url",
+            &ua,
+            "--subscribers",
+            "20",
+            "--publishers",
+            "1",
+        ])
+        .args(["--rate", "500", "--size", "64", "--duration", "500ms"])
+        .args(["--warmup", "100ms", "--json"])
+        .output()
+        .expect("ringwire load runs");
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    let j: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    let n = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k} in {json}"));
+    assert_eq!(n("connected"), 21, "{json}");
+    assert_eq!(n("mismatches") + n("duplicates") + n("gaps"), 0, "{json}");
+    // Every publish was for 20 subscribers; the 10 on B got none of it.
+    let published = n("published");
+    assert!(published > 100, "{json}");
+    let (msgs, undelivered) = (n("msgs"), n("undelivered"));
+    assert!(msgs.abs_diff(published * 10) <= published / 2, "{json}");
+    assert!(undelivered >= published * 10 - published / 2, "{json}");
+}

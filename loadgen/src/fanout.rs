@@ -354,10 +354,29 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             "fanout needs a positive --rate (messages/s over all publishers)".into(),
         ));
     }
-    let urls = (0..rooms)
-        .map(|r| WsUrl::parse(&room_url(&opts.url, rooms, r)).map_err(Error::Target))
+    // Per base URL (the subscribers' ones, then the publishers'), per
+    // room: the URL and its address. Across nodes, subscribers go to the
+    // nodes in turn and publishers to their own URL.
+    let sub_bases: Vec<&str> = if opts.subscribe_urls.is_empty() {
+        vec![opts.url.as_str()]
+    } else {
+        opts.subscribe_urls.iter().map(String::as_str).collect()
+    };
+    let pub_base = opts.publish_url.as_deref().unwrap_or(&opts.url);
+    let target = |base: &str| -> Result<Vec<(WsUrl, std::net::SocketAddr)>, Error> {
+        (0..rooms)
+            .map(|r| {
+                let u = WsUrl::parse(&room_url(base, rooms, r)).map_err(Error::Target)?;
+                let a = u.resolve().map_err(Error::Target)?;
+                Ok((u, a))
+            })
+            .collect()
+    };
+    let sub_targets = sub_bases
+        .iter()
+        .map(|b| target(b))
         .collect::<Result<Vec<_>, _>>()?;
-    let addr = urls[0].resolve().map_err(Error::Target)?;
+    let pub_targets = target(pub_base)?;
     let (tx, notes) = crossbeam_channel::unbounded();
     let threads = opts.threads.max(1);
     let shared = Arc::new(Shared::new(threads, tx));
@@ -395,16 +414,18 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                 buf: plan.template.clone(),
             }
         };
-        let url = &urls[match &role {
-            Role::Subscriber { room, .. } => *room,
-            Role::Publisher { id, .. } => id % rooms,
-        }];
+        let (url, addr) = match &role {
+            // Subscriber i is in room i % rooms, on node (i / rooms) % nodes
+            // (so every room has members on every node).
+            Role::Subscriber { room, .. } => &sub_targets[(i / rooms) % sub_targets.len()][*room],
+            Role::Publisher { id, .. } => &pub_targets[id % rooms],
+        };
         let state = FanConn {
             started: Instant::now(),
             role,
         };
         engine
-            .connect_to(url, addr, conns::connect_options(opts, i), state)
+            .connect_to(url, *addr, conns::connect_options(opts, i), state)
             .map_err(Error::Dial)?;
     }
     conns::opened_or_fail(&notes, &shared, subs + pubs, opts)?;

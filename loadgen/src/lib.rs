@@ -102,6 +102,11 @@ pub struct Options {
     pub publishers: usize,
     /// Fan-out: rooms (1: the URL itself; K > 1: `<URL>0` … `<URL>{K-1}`).
     pub rooms: usize,
+    /// Fan-out across nodes: subscribers spread over these base URLs
+    /// (empty: `url`), room suffixes appended to each.
+    pub subscribe_urls: Vec<String>,
+    /// Fan-out across nodes: publishers connect here (`None`: `url`).
+    pub publish_url: Option<String>,
 }
 
 impl Default for Options {
@@ -127,6 +132,8 @@ impl Default for Options {
             subscribers: 100,
             publishers: 1,
             rooms: 1,
+            subscribe_urls: Vec::new(),
+            publish_url: None,
         }
     }
 }
