@@ -93,6 +93,37 @@ impl Handler for FuzzHandler {
         }
     }
 
+    fn on_http(
+        &mut self,
+        req: &ringwire_parser::handshake::HttpRequest<'_>,
+        res: &mut HttpResponse,
+    ) {
+        match req.path() {
+            "/echo" => {
+                res.body(req.body().to_vec());
+            }
+            "/panic" => std::panic::panic_any(INTENDED),
+            "/stream" => {
+                // A body of unknown size (chunked), as long as the body
+                // asked for times 1,000 bytes, pulled as the peer reads.
+                let n = req.body().len() as u64 * 1000 + req.query().map_or(0, |q| q.len() as u64);
+                res.stream(Counted(n));
+            }
+            "/sized" => {
+                let n = req.body().len() as u64 * 777;
+                res.stream(Sized(n, n));
+            }
+            "/close" => {
+                res.header("Connection", "close");
+                res.body("bye");
+            }
+            _ => {
+                res.header("Content-Type", "text/plain");
+                res.body("hello");
+            }
+        }
+    }
+
     fn on_open(&mut self, ws: &mut WebSocket<'_, u32>) {
         let tag = *ws.state();
         let mut log = self.log.lock().unwrap();
@@ -201,6 +232,79 @@ impl Handler for FuzzHandler {
     }
 }
 
+/// A streamed body of unknown length.
+struct Counted(u64);
+
+impl crate::http::BodySource for Counted {
+    fn size(&self) -> Option<u64> {
+        None
+    }
+    fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        let n = (self.0.min(max as u64)) as usize;
+        out.extend(std::iter::repeat_n(b's', n));
+        self.0 -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A streamed body that announces `.1` bytes and produces `.0`.
+struct Sized(u64, u64);
+
+impl crate::http::BodySource for Sized {
+    fn size(&self) -> Option<u64> {
+        Some(self.1)
+    }
+    fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        let n = (self.0.min(max as u64)) as usize;
+        out.extend(std::iter::repeat_n(b'z', n));
+        self.0 -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A plain HTTP request (or several, pipelined) for op 13: method, path,
+/// version, framing and body chosen by `flags` and `pick`.
+fn http_requests(flags: u8, pick: usize, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for k in 0..=(flags >> 6) as usize {
+        let path = [
+            "/",
+            "/echo",
+            "/stream",
+            "/sized",
+            "/close",
+            "/panic",
+            "/x?y=z",
+            "/stream?q",
+        ][(pick + k) % 8];
+        let method = ["GET", "POST", "HEAD", "PUT"][(flags as usize + k) % 4];
+        let version = if flags & 4 == 4 { "1.0" } else { "1.1" };
+        let mut head = format!("{method} {path} HTTP/{version}\r\nHost: f\r\n");
+        if flags & 8 == 8 {
+            head.push_str("Connection: close\r\n");
+        }
+        if flags & 16 == 16 {
+            head.push_str("Expect: 100-continue\r\n");
+        }
+        let chunked = flags & 32 == 32;
+        if chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            out.extend_from_slice(head.as_bytes());
+            for piece in body.chunks(1 + pick % 9) {
+                out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                out.extend_from_slice(piece);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            out.extend_from_slice(head.as_bytes());
+            out.extend_from_slice(body);
+        }
+    }
+    out
+}
+
 /// Reads the fuzz input as a stream of small numbers and byte runs.
 struct Input<'a>(&'a [u8]);
 
@@ -234,6 +338,8 @@ fn config() -> Config {
         ping_timeout: Duration::from_secs(1),
         max_connections_per_reactor: 6,
         max_header_bytes: 2048,
+        max_request_body: 32 << 10,
+        keep_alive_timeout: Duration::from_secs(2),
         deflate: Some(crate::PermessageDeflate::default()),
         tcp_notsent_lowat: None,
         ..Config::default()
@@ -431,6 +537,17 @@ pub(crate) fn run(data: &[u8]) {
                 enc.frame(&mut wire, false, 0, OpCode::Text, &text[..mid]);
                 enc.frame(&mut wire, true, 0, OpCode::Continuation, &text[mid..]);
                 for piece in wire.chunks(1 + pick % 7) {
+                    fake.feed(i, piece);
+                }
+            }
+            (13, Some(i)) if !fake.peers[i].client => {
+                // Plain HTTP: requests (pipelined, with bodies, chunked or
+                // not) in pieces of any size.
+                let flags = input.byte().unwrap_or(0);
+                let len = input.byte().unwrap_or(0) as usize;
+                let body = input.take(len).to_vec();
+                let wire = http_requests(flags, pick, &body);
+                for piece in wire.chunks(1 + (pick * 13) % 97) {
                     fake.feed(i, piece);
                 }
             }
