@@ -174,7 +174,13 @@ fn pipelined_50(backend: Backend) {
     // Answers far larger than the send queue's watermarks (50 × 256 KiB
     // for about 2 KiB of requests): each waits for the one before.
     let all: Vec<u8> = (0..50)
-        .flat_map(|i| get(&format!("/stream/{}/{}", ["sized", "chunked"][i % 2], 256 << 10)))
+        .flat_map(|i| {
+            get(&format!(
+                "/stream/{}/{}",
+                ["sized", "chunked"][i % 2],
+                256 << 10
+            ))
+        })
         .collect();
     r.send(&all);
     for i in 0..50 {
@@ -185,6 +191,72 @@ fn pipelined_50(backend: Backend) {
     r.send(&get("/n/51"));
     assert_n(&r.response(), 51);
     one_connection(&server);
+    stop(server);
+}
+
+/// A client pipelining 2,000 requests (about 90 KB, written while it
+/// reads) whose answers are streamed: the requests wait behind the
+/// streams while the send queue is over its watermark, and every one is
+/// answered, in order. (The engine used to close such a connection
+/// without an answer once 64 KiB of requests waited.)
+fn deep_pipeline_behind_streams(backend: Backend) {
+    let server = server(builder(backend));
+    let mut r = HttpReader::connect(server.local_addr());
+    const N: usize = 2000;
+    let all: Vec<u8> = (0..N)
+        .flat_map(|i| match i % 2 {
+            0 => get(&format!("/stream/chunked/{}", 4096 + i)),
+            _ => get(&format!("/n/{i}")),
+        })
+        .collect();
+    let mut w = r.sock.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&all));
+    for i in 0..N {
+        let res = r.response();
+        match i % 2 {
+            0 => {
+                assert_eq!(res.status, 200, "{i}");
+                check_pattern(&res.body, 4096 + i);
+            }
+            _ => assert_n(&res, i),
+        }
+    }
+    writer.join().unwrap().expect("the requests are written");
+    one_connection(&server);
+    stop(server);
+}
+
+/// A client that pipelines without ever reading its answers is cut off
+/// once the requests waiting behind them pass what one request may hold
+/// (here about 150 KiB: a 64 KiB body limit): the server's memory for it
+/// stays bounded.
+fn pipelining_without_reading_is_cut_off(backend: Backend) {
+    let server = server(builder(backend).max_request_body(64 << 10));
+    let mut sock = tcp_connect(server.local_addr());
+    let batch: Vec<u8> = (0..1000)
+        .flat_map(|_| get(&format!("/stream/sized/{}", 1 << 20)))
+        .collect();
+    let mut written = 0;
+    let err = loop {
+        match sock.write_all(&batch) {
+            Ok(()) => written += batch.len(),
+            Err(e) => break e,
+        }
+        assert!(
+            written < 32 << 20,
+            "{written} B of requests accepted unread"
+        );
+    };
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{err}"
+    );
+    wait_until("the connection is counted as refused", || {
+        server.stats().handshake_errors == 1
+    });
     stop(server);
 }
 
@@ -616,7 +688,11 @@ fn static_files(backend: Backend) {
     let res = req(&mut r, "/big.bin", "Range: bytes=-5\r\n");
     assert_eq!(res.status, 206, "{res:?}");
     assert_eq!(res.body, content[content.len() - 5..]);
-    let res = req(&mut r, "/big.bin", &format!("Range: bytes={}-\r\n", content.len()));
+    let res = req(
+        &mut r,
+        "/big.bin",
+        &format!("Range: bytes={}-\r\n", content.len()),
+    );
     assert_eq!(res.status, 416, "{res:?}");
     assert_eq!(
         res.header("Content-Range"),
@@ -694,10 +770,7 @@ fn streamed_64mib_to_slow_reader(backend: Backend) {
         });
         assert_eq!(res.status, 200, "{kind}");
         if kind == "sized" {
-            assert_eq!(
-                res.header("Content-Length"),
-                Some(LEN.to_string().as_str())
-            );
+            assert_eq!(res.header("Content-Length"), Some(LEN.to_string().as_str()));
             assert_eq!(res.header("Transfer-Encoding"), None);
         } else {
             assert_eq!(res.header("Transfer-Encoding"), Some("chunked"));
@@ -807,5 +880,7 @@ backend_tests! {
     idle_keep_alive_timeout: idle_keep_alive_timeout_epoll, idle_keep_alive_timeout_uring;
     max_requests_per_connection: max_requests_per_connection_epoll, max_requests_per_connection_uring;
     half_close_after_requests: half_close_after_requests_epoll, half_close_after_requests_uring;
+    deep_pipeline_behind_streams: deep_pipeline_behind_streams_epoll, deep_pipeline_behind_streams_uring;
+    pipelining_without_reading_is_cut_off: pipelining_without_reading_is_cut_off_epoll, pipelining_without_reading_is_cut_off_uring;
     upgrade_after_plain_requests: upgrade_after_plain_requests_epoll, upgrade_after_plain_requests_uring;
 }
