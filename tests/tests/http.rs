@@ -808,6 +808,51 @@ fn idle_keep_alive_timeout(backend: Backend) {
     stop(server);
 }
 
+/// The keep-alive timeout bounds a streamed response's lack of progress,
+/// not its length: a reader slower than the timeout in all but reading
+/// all along gets the whole body; one that stops reading is cut off.
+fn stream_timeout_is_about_progress(backend: Backend) {
+    let server = server(builder(backend).keep_alive_timeout(Duration::from_millis(300)));
+    let addr = server.local_addr();
+    const LEN: usize = 8 << 20;
+    let mut r = HttpReader::new(small_window_connect(addr));
+    r.send(&get(&format!("/stream/sized/{LEN}")));
+    let started = Instant::now();
+    let mut next_pause = 1 << 20;
+    let res = r.response_with(false, |read| {
+        if read >= next_pause {
+            next_pause += 1 << 20;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert!(started.elapsed() > Duration::from_millis(600));
+    check_pattern(&res.body, LEN);
+
+    // (Closed by the client: the server's FIN wait is no timeout.)
+    drop(r);
+
+    // A reader that stops: the server gives up on it.
+    let mut sock = small_window_connect(addr);
+    sock.write_all(&get(&format!("/stream/sized/{}", 64 << 20)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut got = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    let ended = Instant::now();
+    loop {
+        match read_retrying(&mut sock, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(ended.elapsed() < STEP, "the stalled stream was never cut");
+    }
+    assert!(got < 8 << 20, "the stalled reader got {got} B");
+    wait_until("the stall counted as a timeout", || {
+        server.stats().timeouts == 1
+    });
+    stop(server);
+}
+
 fn max_requests_per_connection(backend: Backend) {
     let server = server(builder(backend).max_requests_per_connection(3));
     let mut r = HttpReader::connect(server.local_addr());
@@ -881,6 +926,7 @@ backend_tests! {
     max_requests_per_connection: max_requests_per_connection_epoll, max_requests_per_connection_uring;
     half_close_after_requests: half_close_after_requests_epoll, half_close_after_requests_uring;
     deep_pipeline_behind_streams: deep_pipeline_behind_streams_epoll, deep_pipeline_behind_streams_uring;
+    stream_timeout_is_about_progress: stream_timeout_is_about_progress_epoll, stream_timeout_is_about_progress_uring;
     pipelining_without_reading_is_cut_off: pipelining_without_reading_is_cut_off_epoll, pipelining_without_reading_is_cut_off_uring;
     upgrade_after_plain_requests: upgrade_after_plain_requests_epoll, upgrade_after_plain_requests_uring;
 }
