@@ -358,6 +358,30 @@ impl RawClient {
         Self::handshake_over(sock, addr, path, None).0
     }
 
+    /// Completes the opening handshake on `path` over `sock`, a
+    /// connection that may have carried plain HTTP requests before.
+    pub fn upgrade_over(sock: TcpStream, addr: SocketAddr, path: &str) -> RawClient {
+        Self::handshake_over(sock, addr, path, None).0
+    }
+
+    /// A client over `sock`, whose opening handshake (without
+    /// extensions) was completed by the caller.
+    pub fn opened(sock: TcpStream) -> RawClient {
+        RawClient {
+            sock,
+            dec: Decoder::new(
+                Role::Client,
+                DecoderConfig {
+                    max_frame_size: 64 << 20,
+                    max_message_size: 64 << 20,
+                    extension_rsv: 0,
+                },
+            ),
+            pending: Vec::new(),
+            enc: Encoder::new(Role::Client),
+        }
+    }
+
     fn handshake_over(
         mut sock: TcpStream,
         addr: SocketAddr,
@@ -604,6 +628,171 @@ pub fn read_http_response(sock: &mut TcpStream) -> HttpResponse {
     }
     assert_eq!(res.body.len(), len, "bytes after the response body");
     res
+}
+
+/// One client connection reading HTTP responses one after another
+/// (pipelined answers, `Content-Length` and chunked bodies, 1xx/204/304
+/// without a body): bytes past one response stay for the next.
+pub struct HttpReader {
+    /// The socket (timeouts of [`tcp_connect`]).
+    pub sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpReader {
+    /// A new connection to `addr`.
+    pub fn connect(addr: SocketAddr) -> HttpReader {
+        HttpReader::new(tcp_connect(addr))
+    }
+
+    /// Reads responses from `sock`.
+    pub fn new(sock: TcpStream) -> HttpReader {
+        HttpReader {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes` (all of them).
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.sock.write_all(bytes).expect("write request");
+    }
+
+    /// Reads more bytes into the buffer; fails on EOF, timeout or error.
+    fn more(&mut self, what: &str) -> usize {
+        let start = self.buf.len();
+        self.buf.resize(start + (64 << 10), 0);
+        let r = read_retrying(&mut self.sock, &mut self.buf[start..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.buf.truncate(start + n);
+        match r {
+            Ok(0) => panic!(
+                "connection closed in {what}: {:?}",
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(512)])
+            ),
+            Ok(n) => n,
+            Err(e) => panic!("reading {what}: {e}"),
+        }
+    }
+
+    /// The next response.
+    pub fn response(&mut self) -> HttpResponse {
+        self.response_with(false, |_| {})
+    }
+
+    /// The next response, to a `HEAD` request: no body whatever its
+    /// headers announce.
+    pub fn head_response(&mut self) -> HttpResponse {
+        self.response_with(true, |_| {})
+    }
+
+    /// The next response; `on_read(bytes)` runs after every read from the
+    /// socket with the bytes this response has read so far (a slow
+    /// reader pauses in it). `head`: the answer to a `HEAD` request.
+    pub fn response_with(&mut self, head: bool, mut on_read: impl FnMut(usize)) -> HttpResponse {
+        let mut total = 0;
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            total += self.more("a response head");
+            on_read(total);
+        };
+        let text = std::str::from_utf8(&self.buf[..head_end]).expect("ASCII response head");
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+        let status: u16 = parts.next().unwrap().parse().expect("status code");
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once(':').expect("header line");
+                (k.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        let mut res = HttpResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let mut pos = head_end;
+        let chunked = res
+            .header("Transfer-Encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let bodyless = head || status < 200 || status == 204 || status == 304;
+        if bodyless {
+        } else if chunked {
+            assert!(res.header("Content-Length").is_none(), "{res:?}");
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf[pos..].windows(2).position(|w| w == b"\r\n") {
+                        break pos + i;
+                    }
+                    total += self.more("a chunk size");
+                    on_read(total);
+                };
+                let line = std::str::from_utf8(&self.buf[pos..line_end]).expect("ASCII size");
+                let size = line.split(';').next().unwrap().trim();
+                let size = usize::from_str_radix(size, 16)
+                    .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+                pos = line_end + 2;
+                if size == 0 {
+                    // Trailers up to the empty line.
+                    loop {
+                        if let Some(i) = self.buf[pos..].windows(2).position(|w| w == b"\r\n") {
+                            pos += i + 2;
+                            if i == 0 {
+                                break;
+                            }
+                        } else {
+                            total += self.more("the trailers");
+                            on_read(total);
+                        }
+                    }
+                    break;
+                }
+                while self.buf.len() < pos + size + 2 {
+                    total += self.more("a chunk");
+                    on_read(total);
+                }
+                res.body.extend_from_slice(&self.buf[pos..pos + size]);
+                assert_eq!(&self.buf[pos + size..pos + size + 2], b"\r\n", "chunk end");
+                pos += size + 2;
+            }
+        } else {
+            let len: usize = res
+                .header("Content-Length")
+                .unwrap_or_else(|| panic!("no length: {res:?}"))
+                .parse()
+                .expect("Content-Length");
+            while self.buf.len() < pos + len {
+                total += self.more("the body");
+                on_read(total);
+            }
+            res.body = self.buf[pos..pos + len].to_vec();
+            pos += len;
+        }
+        self.buf.drain(..pos);
+        res
+    }
+
+    /// The server closes the connection: nothing more was sent, and the
+    /// next read returns 0 (a FIN, not a reset or a timeout).
+    pub fn expect_eof(&mut self) {
+        assert!(
+            self.buf.is_empty(),
+            "bytes after the last response: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        expect_eof(&mut self.sock);
+    }
+
+    /// The socket, once every byte read was part of a response.
+    pub fn into_inner(self) -> TcpStream {
+        assert!(self.buf.is_empty(), "unread response bytes");
+        self.sock
+    }
 }
 
 /// Sends `request` on a new connection, reads the response, and checks

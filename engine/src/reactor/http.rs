@@ -116,9 +116,13 @@ const SENDFILE_ROUNDS: u32 = 16;
 impl<H: Handler> Core<H> {
     /// Input waiting while a response goes out (or the queue is full)
     /// beyond which the connection is closed: a client that pipelines
-    /// without reading its answers.
+    /// without reading its answers. As much as one request may hold
+    /// while it is read (head, body, slack): a smaller cap (it was
+    /// 64 KiB) closed clients that pipeline a few dozen KiB of small
+    /// requests behind streamed answers while reading them, and saved no
+    /// memory that a single large request cannot take anyway.
     fn pipeline_cap(&self) -> usize {
-        (4 * self.cfg.max_header_bytes).max(64 << 10)
+        self.cfg.max_header_bytes + self.cfg.max_request_body + (64 << 10)
     }
 
     /// Bytes for a server connection that has not upgraded.
@@ -137,14 +141,9 @@ impl<H: Handler> Core<H> {
         match h.as_mut() {
             Some(hc) if !hc.buf.is_empty() || hc.busy() => {
                 let waiting = hc.buf.len() + data.len();
-                let limit = if hc.busy() {
-                    self.pipeline_cap()
-                } else {
-                    // A request still being read: its head and body limits
-                    // apply as it is parsed; this only bounds the slack.
-                    self.cfg.max_header_bytes + self.cfg.max_request_body + (64 << 10)
-                };
-                if waiting > limit {
+                // Requests waiting behind a response, or one still being
+                // read (its head and body limits apply as it is parsed).
+                if waiting > self.pipeline_cap() {
                     if self.ctx.log.allow(LogKind::HandshakeRejected) {
                         tracing::info!(%peer, waiting, "HTTP client sends without reading: closing");
                     }
