@@ -1,5 +1,6 @@
 //! `ringwire`: the command-line front end.
 
+mod client;
 mod load;
 mod serve;
 
@@ -77,6 +78,11 @@ enum Cmd {
     /// server; fanout against a pub/sub room server (/chat/{room}).
     #[command(subcommand)]
     Load(load::LoadCmd),
+    /// A WebSocket client for the terminal and for scripts: stdin lines
+    /// go out as messages, messages are printed as they arrive (`echo hi
+    /// | ringwire client ws://127.0.0.1:9001/echo --once`); exits with the
+    /// close code (0 for 1000).
+    Client(client::ClientArgs),
 }
 
 fn main() {
@@ -87,6 +93,10 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Serve(a) => serve::run(a, format).map_err(|e| e.to_string()),
         Cmd::Load(c) => load::run(c),
+        Cmd::Client(a) => match client::run(a) {
+            Ok(status) => std::process::exit(status),
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = r {
         match format {
