@@ -97,6 +97,8 @@ fn pipes_against_a_third_party_server() {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(1) {
+            // tungstenite's callback type returns its large error response.
+            #[allow(clippy::result_large_err)]
             let cb = |req: &tungstenite::handshake::server::Request,
                       mut res: tungstenite::handshake::server::Response| {
                 assert_eq!(req.headers()["x-test"], "yes");
