@@ -10,15 +10,15 @@ use ringwire_loadgen::{Mode, Options, parse_source_ips, report};
 #[derive(Subcommand, Debug)]
 pub enum LoadCmd {
     /// Closed loop: every connection keeps --in-flight messages outstanding.
-    Echo(LoadArgs),
+    Echo(EchoArgs),
     /// Open loop at --rate messages/s over all connections; latency from
     /// the intended send time (coordinated omission corrected).
-    Rate(LoadArgs),
+    Rate(RateArgs),
     /// Connection storm: --conns concurrent attempts, each closed right
     /// after its handshake and replaced; connects/s and handshake latency.
-    Connect(LoadArgs),
+    Connect(ConnectArgs),
     /// Open --conns connections and hold them for --duration.
-    Idle(LoadArgs),
+    Idle(IdleArgs),
     /// Pub/sub fan-out (e.g. against `ringwire serve`'s /chat/{room}):
     /// --publishers send text messages at --rate msgs/s in total to
     /// --rooms rooms, --subscribers check every delivery (sequence per
@@ -28,16 +28,9 @@ pub enum LoadCmd {
     Fanout(FanoutArgs),
 }
 
+/// What the messages carry (echo, rate).
 #[derive(Args, Debug)]
-pub struct LoadArgs {
-    #[command(flatten)]
-    common: Common,
-    /// Connections (connect mode: concurrent attempts).
-    #[arg(long, default_value_t = 64)]
-    conns: usize,
-    /// Messages outstanding per connection (echo).
-    #[arg(long, default_value_t = 1)]
-    in_flight: usize,
+pub struct Payload {
     /// Payload bytes.
     #[arg(long, default_value_t = 16)]
     size: usize,
@@ -51,9 +44,73 @@ pub struct LoadArgs {
     /// benchmarks; implies --text).
     #[arg(long, conflicts_with = "binary")]
     json_like: bool,
-    /// Messages per second over all connections (rate).
+}
+
+/// Where the latency distribution goes (modes that measure one).
+#[derive(Args, Debug, Default)]
+pub struct LatencyOut {
+    /// Write the latency distribution (HdrHistogram .hgrm, µs).
+    #[arg(long)]
+    hgrm: Option<std::path::PathBuf>,
+    /// Write a latency-by-percentile plot (SVG).
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
+}
+
+/// `ringwire load echo`.
+#[derive(Args, Debug)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    latency: LatencyOut,
+    /// Connections.
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
+    /// Messages outstanding per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    #[command(flatten)]
+    payload: Payload,
+}
+
+/// `ringwire load rate`.
+#[derive(Args, Debug)]
+pub struct RateArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    latency: LatencyOut,
+    /// Connections.
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
+    /// Messages per second over all connections.
     #[arg(long, default_value_t = 10_000.0)]
     rate: f64,
+    #[command(flatten)]
+    payload: Payload,
+}
+
+/// `ringwire load connect`.
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    latency: LatencyOut,
+    /// Concurrent connection attempts.
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
+}
+
+/// `ringwire load idle`.
+#[derive(Args, Debug)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 64)]
+    conns: usize,
 }
 
 /// `ringwire load fanout`: publishers and subscribers in pub/sub rooms.
@@ -61,6 +118,8 @@ pub struct LoadArgs {
 pub struct FanoutArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    latency: LatencyOut,
     /// Subscriber connections (subscriber i joins room i % rooms).
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
@@ -121,18 +180,13 @@ pub struct Common {
     /// Connect + handshake timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     connect_timeout: Duration,
-    /// I/O backend: uring or epoll.
+    /// I/O backend: auto (io_uring when the kernel allows it, else
+    /// epoll), uring or epoll.
     #[arg(long)]
     backend: Option<Backend>,
     /// Print one JSON line on stdout instead of the table.
     #[arg(long)]
     json: bool,
-    /// Write the latency distribution (HdrHistogram .hgrm, µs).
-    #[arg(long)]
-    hgrm: Option<std::path::PathBuf>,
-    /// Write a latency-by-percentile plot (SVG).
-    #[arg(long)]
-    svg: Option<std::path::PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -155,11 +209,46 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(cmd: LoadCmd) -> Result<(), String> {
-    let (opts, a) = match cmd {
-        LoadCmd::Echo(a) => (mode_options(Mode::Echo, &a), a.common),
-        LoadCmd::Rate(a) => (mode_options(Mode::Rate, &a), a.common),
-        LoadCmd::Connect(a) => (mode_options(Mode::Connect, &a), a.common),
-        LoadCmd::Idle(a) => (mode_options(Mode::Idle, &a), a.common),
+    let none = LatencyOut::default();
+    let (opts, a, lat) = match cmd {
+        LoadCmd::Echo(e) => (
+            Options {
+                mode: Mode::Echo,
+                conns: e.conns.max(1),
+                in_flight: e.in_flight.max(1),
+                ..payload_options(&e.payload)
+            },
+            e.common,
+            e.latency,
+        ),
+        LoadCmd::Rate(r) => (
+            Options {
+                mode: Mode::Rate,
+                conns: r.conns.max(1),
+                rate: r.rate,
+                ..payload_options(&r.payload)
+            },
+            r.common,
+            r.latency,
+        ),
+        LoadCmd::Connect(c) => (
+            Options {
+                mode: Mode::Connect,
+                conns: c.conns.max(1),
+                ..Options::default()
+            },
+            c.common,
+            c.latency,
+        ),
+        LoadCmd::Idle(i) => (
+            Options {
+                mode: Mode::Idle,
+                conns: i.conns.max(1),
+                ..Options::default()
+            },
+            i.common,
+            none,
+        ),
         LoadCmd::Fanout(f) => (
             Options {
                 mode: Mode::Fanout,
@@ -174,6 +263,7 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
                 ..Options::default()
             },
             f.common,
+            f.latency,
         ),
     };
     let mode = opts.mode;
@@ -203,11 +293,11 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
         ..opts
     };
     let r = ringwire_loadgen::run(&opts).map_err(|e| e.to_string())?;
-    if let Some(p) = &a.hgrm {
+    if let Some(p) = &lat.hgrm {
         let mut f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
         report::write_hgrm(&r.latency, 1.0, &mut f).map_err(|e| e.to_string())?;
     }
-    if let Some(p) = &a.svg {
+    if let Some(p) = &lat.svg {
         let mut f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
         let title = if mode == Mode::Fanout {
             format!(
@@ -246,16 +336,12 @@ pub fn run(cmd: LoadCmd) -> Result<(), String> {
     Ok(())
 }
 
-/// The mode-specific options of echo, rate, connect and idle.
-fn mode_options(mode: Mode, a: &LoadArgs) -> Options {
+/// The payload options of echo and rate.
+fn payload_options(p: &Payload) -> Options {
     Options {
-        mode,
-        conns: a.conns.max(1),
-        in_flight: a.in_flight.max(1),
-        size: a.size,
-        text: a.text || a.json_like,
-        json: a.json_like,
-        rate: a.rate,
+        size: p.size,
+        text: p.text || p.json_like,
+        json: p.json_like,
         ..Options::default()
     }
 }

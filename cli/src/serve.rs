@@ -20,10 +20,39 @@ pub struct ServeArgs {
     /// Reactor threads (default: one per core).
     #[arg(long)]
     reactors: Option<usize>,
-    /// I/O backend: uring or epoll (default: io_uring when available;
-    /// RINGWIRE_BACKEND also works).
+    /// I/O backend: auto, uring or epoll. auto (the default) uses
+    /// io_uring when the kernel allows it and says in the log why it falls
+    /// back to epoll otherwise; RINGWIRE_BACKEND works too.
     #[arg(long)]
     backend: Option<Backend>,
+    /// Most open connections over all reactors (503 above).
+    #[arg(long, default_value_t = 100_000)]
+    max_connections: usize,
+    /// Most open connections per reactor (503 above).
+    #[arg(long, default_value_t = 100_000)]
+    max_connections_per_reactor: usize,
+    /// Seconds from accept to a complete request (then closed).
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Close WebSocket connections that receive nothing for this many
+    /// seconds (1001; 0: never).
+    #[arg(long, default_value_t = 0.0)]
+    idle_timeout: f64,
+    /// Ping a silent WebSocket peer after this many seconds; close (1001)
+    /// when no pong comes within --ping-timeout (0: never).
+    #[arg(long, default_value_t = 0.0)]
+    ping_interval: f64,
+    /// Seconds a ping may go unanswered.
+    #[arg(long, default_value_t = 10.0)]
+    ping_timeout: f64,
+    /// Seconds an idle kept-alive HTTP connection is kept.
+    #[arg(long, default_value_t = 15.0)]
+    keep_alive_timeout: f64,
+    /// What passing --max-buffered (or the --max-output budget) does:
+    /// close (1008 after what was queued) or drop (the message is dropped
+    /// and counted).
+    #[arg(long, default_value = "close")]
+    overflow: ringwire::OverflowPolicy,
     /// Largest message in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_message_size: usize,
@@ -108,6 +137,15 @@ pub struct ServeArgs {
     /// 0.0.4: per reactor and total).
     #[arg(long)]
     metrics: bool,
+}
+
+/// A directory removed (with its files) when this is dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What --tls-self-signed prints, and where the certificate went.
@@ -310,11 +348,17 @@ pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
     }
     let tls = tls_config(&a)?;
     let secure = tls.is_some();
-    let mut note = None;
+    let mut note: SelfSignedNote = None;
     if let Some((t, n)) = tls {
         b = b.tls(t);
         note = n;
     }
+    // --tls-self-signed's certificate and key go when the server does
+    // (also when it fails to start).
+    let _remove_self_signed = note
+        .as_ref()
+        .and_then(|(_, cert)| cert.parent())
+        .map(|dir| RemoveOnDrop(dir.to_path_buf()));
     if let Some(n) = a.reactors {
         b = b.reactors(n);
     }
@@ -327,7 +371,18 @@ pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
         })?)),
         None => None,
     };
-    b = b.max_request_body(a.max_request_body);
+    let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.001, 86_400.0));
+    let optional = |s: f64| (s > 0.0).then(|| secs(s));
+    b = b
+        .max_request_body(a.max_request_body)
+        .max_connections(a.max_connections.max(1))
+        .max_connections_per_reactor(a.max_connections_per_reactor.max(1))
+        .handshake_timeout(secs(a.handshake_timeout))
+        .idle_timeout(optional(a.idle_timeout))
+        .ping_interval(optional(a.ping_interval))
+        .ping_timeout(secs(a.ping_timeout))
+        .keep_alive_timeout(secs(a.keep_alive_timeout))
+        .overflow(a.overflow);
     let metrics = a.metrics.then(|| Arc::new(OnceLock::new()));
     let site = Site {
         files,

@@ -265,7 +265,14 @@ fn check_tls(backend: &str) {
         !ok && err.contains("no connection opened") && err.contains("tls"),
         "{err}"
     );
-    drop(srv);
+    // A clean stop removes the temporary certificate and key.
+    let mut srv = srv;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(srv.child.id() as i32, libc::SIGINT) };
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!cert.exists(), "{} left behind", cert.display());
+    assert!(!cert.parent().unwrap().exists());
 }
 
 #[test]
@@ -439,4 +446,50 @@ fn fanout_across_two_nodes_without_a_broker() {
     let (msgs, undelivered) = (n("msgs"), n("undelivered"));
     assert!(msgs.abs_diff(published * 10) <= published / 2, "{json}");
     assert!(undelivered >= published * 10 - published / 2, "{json}");
+}
+
+/// A bind failure names the address; `load <mode> --help` lists only the
+/// flags that mode uses.
+#[test]
+fn cli_as_a_new_user_meets_it() {
+    let srv = serve("epoll");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+        .args(["serve", "--listen", &srv.addr])
+        .output()
+        .expect("ringwire runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("cannot listen on {}", srv.addr)),
+        "{err}"
+    );
+    let help = |mode: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringwire"))
+            .args(["load", mode, "--help"])
+            .output()
+            .expect("ringwire runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let idle = help("idle");
+    for flag in [
+        "--rate",
+        "--size",
+        "--svg",
+        "--hgrm",
+        "--in-flight",
+        "--text",
+    ] {
+        assert!(!idle.contains(flag), "load idle offers {flag}:\n{idle}");
+    }
+    assert!(idle.contains("--conns"));
+    let connect = help("connect");
+    for flag in ["--rate", "--size", "--in-flight"] {
+        assert!(!connect.contains(flag), "load connect offers {flag}");
+    }
+    let echo = help("echo");
+    for flag in ["--in-flight", "--size", "--svg"] {
+        assert!(echo.contains(flag), "load echo lacks {flag}");
+    }
+    assert!(!echo.contains("--rate"), "load echo offers --rate");
+    assert!(help("rate").contains("--rate"));
 }

@@ -40,6 +40,17 @@ impl std::str::FromStr for Backend {
     }
 }
 
+impl std::str::FromStr for OverflowPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "close" => Ok(OverflowPolicy::Close),
+            "drop" => Ok(OverflowPolicy::Drop),
+            other => Err(format!("unknown overflow policy {other:?} (close, drop)")),
+        }
+    }
+}
+
 /// What happens when a connection's send queue passes the hard cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -254,14 +254,16 @@ impl Engine {
         match cfg.listen {
             None => {}
             Some(listen) if cfg.reuse_port => {
-                let first = reuse_port_listener(listen)?;
+                let first = reuse_port_listener(listen).map_err(|e| bind_error(listen, e))?;
                 let addr = first.local_addr()?;
                 listeners.push(first);
                 for _ in 1..n {
-                    listeners.push(reuse_port_listener(addr)?);
+                    listeners.push(reuse_port_listener(addr).map_err(|e| bind_error(addr, e))?);
                 }
             }
-            Some(listen) => listeners.push(TcpListener::bind(listen)?),
+            Some(listen) => {
+                listeners.push(TcpListener::bind(listen).map_err(|e| bind_error(listen, e))?)
+            }
         }
         let local_addr = match listeners.first() {
             Some(l) => l.local_addr()?,
@@ -408,6 +410,12 @@ fn choose_backend(requested: Backend) -> io::Result<Backend> {
             }
         },
     }
+}
+
+/// A bind failure that names the address (the OS error alone — "Address
+/// in use" — does not say which).
+fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
 }
 
 /// A non-blocking listener with SO_REUSEPORT (and SO_REUSEADDR), so each
