@@ -521,8 +521,9 @@ impl Side {
     pub fn incoming(&self, topic: &[u8], data: &[u8]) {
         match (decode_envelope(data), &self.inbox) {
             (Some((origin, text, payload)), Some(inbox)) if origin != self.node => {
-                let _ = inbox.deliver(topic, text, payload);
+                // Counted first: whoever sees the message sees the count.
                 Shared::add(&self.shared.received, 1);
+                let _ = inbox.deliver(topic, text, payload);
             }
             _ => Shared::add(&self.shared.discarded, 1),
         }

@@ -118,7 +118,10 @@ pub(crate) async fn run(mut side: Side, url: &str) {
             }
             out = side.pubs.recv() => {
                 let Some(out) = out else { break };
-                if client.connection_state() != State::Connected {
+                // Both our view (the event callback) and the client's.
+                if !shared.connected.load(Ordering::Relaxed)
+                    || client.connection_state() != State::Connected
+                {
                     Shared::add(&shared.lost_while_down, 1);
                     continue;
                 }

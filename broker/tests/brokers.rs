@@ -35,11 +35,19 @@ struct BrokerProc {
     child: Option<Child>,
 }
 
+/// A free loopback port below Linux's ephemeral range (32768-60999), so
+/// that no outgoing connection or `bind(:0)` elsewhere takes it while the
+/// broker is down (its restart reuses it).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        let port = 20000 + (h.finish() % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn binary(name: &str) -> &str {
@@ -114,16 +122,17 @@ impl BrokerProc {
         self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = Instant::now() + STEP;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        let mon: SocketAddr = ([127, 0, 0, 1], self.mon).into();
+        let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+        while !(up(&addr) && (self.kind != BrokerKind::Nats || up(&mon))) {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("{:?} exited at start: {st}", self.kind);
+                panic!(
+                    "{:?} exited at start (ports {} and {} taken?): {st}",
+                    self.kind, self.port, self.mon
+                );
             }
             assert!(Instant::now() < deadline, "{:?} did not start", self.kind);
             std::thread::sleep(Duration::from_millis(20));
-        }
-        if self.kind == BrokerKind::Nats {
-            let mon: SocketAddr = ([127, 0, 0, 1], self.mon).into();
-            wait_until("NATS monitoring", || TcpStream::connect(mon).is_ok());
         }
     }
 
@@ -329,10 +338,14 @@ fn three_nodes(kind: BrokerKind, backend: Backend) {
         check_per_publisher(&got, 3, N, &format!("subscriber {i} on node {node}"));
     }
     for (i, n) in nodes.iter().enumerate() {
+        // (A Redis node counts its publishes when the pipeline's reply
+        // comes back, which may be after another node delivered them.)
+        wait_until("the counters", || {
+            let st = n.broker.stats();
+            st.published == N as u64 && st.received == 2 * N as u64
+        });
         let st = n.broker.stats();
         assert!(st.connected, "node {i}: {st:?}");
-        assert_eq!(st.published, N as u64, "node {i}: {st:?}");
-        assert_eq!(st.received, 2 * N as u64, "node {i}: {st:?}");
         assert_eq!(
             (st.dropped_full, st.lost_while_down),
             (0, 0),
@@ -370,6 +383,8 @@ fn three_nodes(kind: BrokerKind, backend: Backend) {
     only0.send_close(Some(1000), "");
     assert_eq!(only0.expect_close().0, Some(1000));
     broker.wait_subscribed("only0", 0);
+    // (Clients gone first: the nodes then stop without a grace period.)
+    drop((subs, pubs));
     for n in nodes {
         n.stop();
     }
@@ -423,6 +438,7 @@ fn broker_restart(kind: BrokerKind) {
         let st = n.broker.stats();
         assert!(st.connected && st.reconnects >= 1, "{st:?}");
     }
+    drop((a_sub, b_sub, a_pub, b_pub));
     a.stop();
     b.stop();
 }
@@ -479,30 +495,46 @@ fn broker_stalled(kind: BrokerKind) {
     broker.wait_subscribed("room", 2);
 
     broker.signal("-STOP");
-    let reader = std::thread::spawn(move || {
-        for i in 0..N {
-            match a_sub.expect_frame() {
-                Frame::Text(t) => assert_eq!(t.len(), SIZE, "message {i}"),
-                other => panic!("{other:?}"),
+    // The local subscriber reads on its own thread; the publisher stays at
+    // most WINDOW messages ahead of it (well under its send-queue cap).
+    const WINDOW: usize = 64;
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        let read = read.clone();
+        std::thread::spawn(move || {
+            for i in 0..N {
+                match a_sub.expect_frame() {
+                    Frame::Text(t) => assert_eq!(t.len(), SIZE, "message {i}"),
+                    other => panic!("{other:?}"),
+                }
+                read.store(i + 1, std::sync::atomic::Ordering::Relaxed);
             }
-        }
-        a_sub
-    });
+            a_sub
+        })
+    };
     let body = "x".repeat(SIZE);
     let t0 = Instant::now();
-    for _ in 0..N {
+    for i in 0..N {
+        while i >= read.load(std::sync::atomic::Ordering::Relaxed) + WINDOW {
+            assert!(!reader.is_finished(), "the local subscriber stopped");
+            assert!(t0.elapsed() < STEP, "local delivery stalled at {i}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
         a_pub.send_text(&body);
     }
     let mut a_sub = reader.join().expect("every local message");
     let local = t0.elapsed();
+    wait_until("the engine's count", || {
+        a.server.broker_dropped() == a.broker.stats().dropped_full
+    });
     let st = a.broker.stats();
     assert!(st.dropped_full > 0, "{st:?}");
-    assert_eq!(a.server.broker_dropped(), st.dropped_full, "{st:?}");
     assert!(local < STEP, "local delivery took {local:?}");
 
     broker.signal("-CONT");
     let got = until_crossed(&mut a_pub, &mut a_sub, &mut b_sub);
     assert!(got.len() == SIZE || got.starts_with("up-"), "{}", got.len());
+    drop((a_sub, b_sub, a_pub));
     a.stop();
     b.stop();
 }
@@ -534,6 +566,7 @@ fn broker_absent_at_start(kind: BrokerKind) {
     assert_eq!(text(a_sub.expect_frame()), "crossed");
     assert_eq!(text(b_sub.expect_frame()), "crossed");
     assert_eq!(a.broker.stats().reconnects, 0);
+    drop((a_sub, b_sub, a_pub));
     a.stop();
     b.stop();
 }
