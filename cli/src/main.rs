@@ -42,7 +42,8 @@ pub fn note(format: LogFormat, msg: &str) {
     }
 }
 
-/// The global subscriber: RUST_LOG (default `info`), the access log
+/// The global subscriber: RUST_LOG (default `info`, with the NATS client's
+/// per-retry lines at `warn`: `ringwire_broker` says what matters), the access log
 /// (`ringwire::access`) only when asked for, whatever RUST_LOG says, so
 /// access lines cost nothing by default; no ANSI colours unless stderr is
 /// a terminal.
@@ -50,7 +51,7 @@ fn init_logging(format: LogFormat, access_log: bool) {
     let directive = |s: String| s.parse().expect("a valid directive");
     let access = if access_log { "info" } else { "off" };
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info".into())
+        .unwrap_or_else(|_| "info,async_nats=warn".into())
         .add_directive(directive(format!(
             "{}={access}",
             ringwire::ACCESS_LOG_TARGET

@@ -137,6 +137,13 @@ pub struct ServeArgs {
     /// 0.0.4: per reactor and total).
     #[arg(long)]
     metrics: bool,
+    /// Join other nodes through a broker: nats://HOST:PORT or
+    /// redis://HOST:PORT. Every publish (the /chat/{room} rooms) reaches
+    /// the subscribers on every node using the same broker; if it is
+    /// unreachable the server still starts, serves its own rooms and keeps
+    /// retrying.
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
 }
 
 /// A directory removed (with its files) when this is dropped.
@@ -383,12 +390,27 @@ pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
         .ping_timeout(secs(a.ping_timeout))
         .keep_alive_timeout(secs(a.keep_alive_timeout))
         .overflow(a.overflow);
+    // Connecting happens on the broker's own thread: this never waits for
+    // the network.
+    let broker = match &a.broker {
+        Some(url) => Some(ringwire_broker::Broker::connect(
+            url,
+            ringwire_broker::BrokerOptions::default(),
+        )?),
+        None => None,
+    };
+    if let Some(br) = &broker {
+        b = b.broker(br.sink());
+    }
     let metrics = a.metrics.then(|| Arc::new(OnceLock::new()));
     let site = Site {
         files,
         metrics: metrics.clone(),
     };
     let server = b.start(move |_| routes(&site))?;
+    if let Some(br) = &broker {
+        br.attach(server.broker_inbox());
+    }
     if let Some(m) = &metrics {
         let _ = m.set(server.metrics());
     }
@@ -410,10 +432,14 @@ pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
     } else {
         String::new()
     };
+    let broker_note = match &broker {
+        Some(br) => format!(", broker {} (node {:016x})", br.url(), br.node_id()),
+        None => String::new(),
+    };
     crate::note(
         log,
         &format!(
-            "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}{metrics_url}  [backend {1}]",
+            "ringwire serve: {http}://{0}/ (browser page), {ws}://{0}/echo, {ws}://{0}/chat/{{room}}{metrics_url}  [backend {1}{broker_note}]",
             server.local_addr(),
             server.backend()
         ),
@@ -426,5 +452,9 @@ pub fn run(a: ServeArgs, log: LogFormat) -> std::io::Result<()> {
     let stats = server.stats();
     server.shutdown(Duration::from_secs_f64(a.grace.clamp(0.0, 3600.0)));
     crate::note(log, &format!("ringwire serve: stopped; {stats:?}"));
+    if let Some(br) = broker {
+        crate::note(log, &format!("ringwire serve: broker {:?}", br.stats()));
+        br.shutdown();
+    }
     Ok(())
 }

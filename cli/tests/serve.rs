@@ -493,3 +493,85 @@ fn cli_as_a_new_user_meets_it() {
     assert!(!echo.contains("--rate"), "load echo offers --rate");
     assert!(help("rate").contains("--rate"));
 }
+
+/// A `redis-server` child on a free loopback port (tests/brokers/install.sh
+/// installs it), killed by PID on drop.
+struct RedisChild {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_server() -> RedisChild {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (run tests/brokers/install.sh)");
+    let r = RedisChild { child, port };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r
+}
+
+/// `ringwire serve --broker redis://…` twice, as the README's multi-node
+/// demo: a chat message on one node reaches the room on the other.
+#[test]
+fn serve_broker() {
+    let redis = redis_server();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let a = serve_with("epoll", &["--broker", &url]);
+    let b = serve_with("uring", &["--broker", &url]);
+    let mut on_a = ws(&a.addr, "/chat/demo");
+    let mut on_b = ws(&b.addr, "/chat/demo");
+    on_b.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Node B subscribes at the broker when its member arrives (on its
+    // broker thread): say hello from A until B hears one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let heard = loop {
+        on_a.send(Message::text("hello from a")).unwrap();
+        assert_eq!(on_a.read().unwrap(), Message::text("hello from a"));
+        match on_b.read() {
+            Ok(m) => break m,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing crossed");
+    };
+    assert_eq!(heard, Message::text("hello from a"));
+    on_b.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // And back: B's member gets its own copy, A's gets it once.
+    on_b.send(Message::text("hi from b")).unwrap();
+    let mut b_got = on_b.read().unwrap();
+    while b_got == Message::text("hello from a") {
+        b_got = on_b.read().unwrap();
+    }
+    assert_eq!(b_got, Message::text("hi from b"));
+    assert_eq!(on_a.read().unwrap(), Message::text("hi from b"));
+}
