@@ -87,6 +87,14 @@ pub trait Handler: 'static {
         let _ = (ws, token);
     }
 
+    /// Someone called [`ConnHandle::wake`] for this connection (the
+    /// default does nothing). [`crate::aio`] polls the connection's tasks
+    /// here when a waker fires outside its callbacks. Called until
+    /// `on_close` (while closing too), never after it.
+    fn on_wake(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {
+        let _ = ws;
+    }
+
     /// Called once when the connection's fate is sealed: the peer's close
     /// frame arrived (its code, or 1005 when it had none), we failed the
     /// connection (our close code), a timeout fired, or the TCP connection

@@ -257,6 +257,7 @@ trait WsRoute {
     fn pong(&mut self, ws: &mut WebSocket<'_, RouteConn>, payload: &[u8]);
     fn drain(&mut self, ws: &mut WebSocket<'_, RouteConn>);
     fn timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64);
+    fn wake(&mut self, ws: &mut WebSocket<'_, RouteConn>);
     fn close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str);
 }
 
@@ -343,6 +344,10 @@ impl<H: Handler> WsRoute for WsEntry<H> {
 
     fn timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64) {
         self.with(ws, |h, ws| h.on_timer(ws, token))
+    }
+
+    fn wake(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
+        self.with(ws, |h, ws| h.on_wake(ws))
     }
 
     fn close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str) {
@@ -557,6 +562,10 @@ impl Handler for Router {
 
     fn on_timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64) {
         self.ws[ws.state.route as usize].timer(ws, token)
+    }
+
+    fn on_wake(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
+        self.ws[ws.state.route as usize].wake(ws)
     }
 
     fn on_close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str) {

@@ -71,6 +71,16 @@ impl<'a> TextPayload<'a> {
         TextPayload(p)
     }
 
+    /// An owned text payload from bytes known to be UTF-8, without
+    /// checking them again (e.g. a copy of another `TextPayload`'s bytes).
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be valid UTF-8: [`as_str`](Self::as_str) relies on it.
+    pub unsafe fn from_utf8_unchecked(bytes: Bytes) -> TextPayload<'static> {
+        TextPayload::new_validated(Payload::Owned(bytes))
+    }
+
     /// A text payload borrowed from a string.
     pub fn borrowed(s: &'a str) -> Self {
         TextPayload(Payload::Borrowed(s.as_bytes()))
@@ -92,6 +102,13 @@ impl<'a> TextPayload<'a> {
     /// The underlying payload (owned or borrowed).
     pub fn payload(&self) -> &Payload<'a> {
         &self.0
+    }
+}
+
+/// An owned text payload (no copy: the string's buffer becomes the bytes).
+impl From<String> for TextPayload<'static> {
+    fn from(s: String) -> Self {
+        TextPayload(Payload::Owned(Bytes::from(s.into_bytes())))
     }
 }
 
