@@ -181,6 +181,8 @@ pub struct AsyncRoute<F> {
     route: Option<F>,
     accept: Option<Accept>,
     limit: InboxLimit,
+    /// Fragmented messages come frame by frame ([`AsyncRoute::frames`]).
+    frames: bool,
     slab: Slab,
     /// Copies of borrowed messages are cut from here (the memory is
     /// reclaimed once the messages cut from it are dropped).
@@ -248,6 +250,7 @@ where
             messages: 256,
             bytes: 4 << 20,
         },
+        frames: false,
         slab: Slab::default(),
         arena: BytesMut::new(),
     }
@@ -323,6 +326,16 @@ impl<F> AsyncRoute<F> {
         self
     }
 
+    /// Fragmented messages are delivered frame by frame (the engine's
+    /// [`WebSocket::deliver_fragments`]): [`WsConn::recv_frame`] yields
+    /// each frame as it arrives, and the engine never reassembles them;
+    /// [`WsConn::recv`] still returns whole messages (joined from the
+    /// frames, one copy). Frames count against the inbox bound.
+    pub fn frames(mut self) -> Self {
+        self.frames = true;
+        self
+    }
+
     /// The inbox bounds: at most `messages` messages and `bytes` payload
     /// bytes waiting for [`WsConn::recv`] (one message always fits into an
     /// empty inbox); past either the connection is closed with 1008.
@@ -333,6 +346,39 @@ impl<F> AsyncRoute<F> {
             bytes,
         };
         self
+    }
+
+    /// Puts what arrived into the connection's inbox (or closes it with
+    /// 1008 when the inbox is full) and polls its tasks.
+    fn receive(
+        &mut self,
+        ws: &mut WebSocket<'_, AsyncConn>,
+        len: usize,
+        item: impl FnOnce(&mut BytesMut) -> Item,
+    ) {
+        let limit = self.limit;
+        let Some(t) = self.slab.get(ws.state.key) else {
+            return;
+        };
+        if t.done {
+            return;
+        }
+        let s = &t.shared;
+        {
+            let mut inbox = s.inbox.borrow_mut();
+            if !inbox.is_empty()
+                && (inbox.len() >= limit.messages || s.inbox_bytes.get() + len > limit.bytes)
+            {
+                drop(inbox);
+                tracing::debug!(peer = %s.peer, "async task not reading: closing with 1008");
+                ws.close(CloseCode::POLICY, "task not reading");
+                return;
+            }
+            inbox.push_back(item(&mut self.arena));
+        }
+        s.inbox_bytes.set(s.inbox_bytes.get() + len);
+        s.activity.set(s.activity.get() + 1);
+        t.drive(ws);
     }
 
     fn tasks(&mut self, ws: &WebSocket<'_, AsyncConn>) -> Option<&mut ConnTasks> {
@@ -447,6 +493,9 @@ where
     }
 
     fn on_open(&mut self, ws: &mut WebSocket<'_, AsyncConn>) {
+        if self.frames {
+            ws.deliver_fragments(true);
+        }
         match ws.state.start.take() {
             Some(start) => self.slab.start(ws, |c| start(Ok(c))),
             None => {
@@ -458,30 +507,28 @@ where
     }
 
     fn on_message(&mut self, ws: &mut WebSocket<'_, AsyncConn>, msg: Message<'_>) {
-        let limit = self.limit;
-        let Some(t) = self.slab.get(ws.state.key) else {
-            return;
-        };
-        if t.done {
-            return;
-        }
-        let s = &t.shared;
         let len = msg.as_bytes().len();
-        {
-            let mut inbox = s.inbox.borrow_mut();
-            if !inbox.is_empty()
-                && (inbox.len() >= limit.messages || s.inbox_bytes.get() + len > limit.bytes)
-            {
-                drop(inbox);
-                tracing::debug!(peer = %s.peer, "async task not reading: closing with 1008");
-                ws.close(CloseCode::POLICY, "task not reading");
-                return;
-            }
-            inbox.push_back(own(msg, &mut self.arena));
-        }
-        s.inbox_bytes.set(s.inbox_bytes.get() + len);
-        s.activity.set(s.activity.get() + 1);
-        t.drive(ws);
+        self.receive(ws, len, |arena| Item::Msg(own(msg, arena)));
+    }
+
+    fn on_fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, AsyncConn>,
+        text: bool,
+        fin: bool,
+        payload: Payload<'_>,
+    ) {
+        let len = payload.len();
+        self.receive(ws, len, |arena| {
+            Item::Frag(Frame {
+                text,
+                fin,
+                payload: match payload {
+                    Payload::Owned(b) => b,
+                    Payload::Borrowed(b) => copy_into(arena, b),
+                },
+            })
+        });
     }
 
     fn on_ping(&mut self, ws: &mut WebSocket<'_, AsyncConn>, _payload: &[u8]) -> bool {
@@ -547,13 +594,7 @@ where
 /// messages are kept as they are; borrowed ones are copied into the
 /// arena (no allocation while the copies cut from it are dropped again).
 fn own(msg: Message<'_>, arena: &mut BytesMut) -> Message<'static> {
-    let mut copy = |b: &[u8]| {
-        if arena.capacity() < b.len() {
-            arena.reserve(b.len().max(ARENA_CHUNK));
-        }
-        arena.extend_from_slice(b);
-        arena.split().freeze()
-    };
+    let mut copy = |b: &[u8]| copy_into(arena, b);
     match msg {
         Message::Binary(Payload::Owned(b)) => Message::Binary(Payload::Owned(b)),
         Message::Binary(Payload::Borrowed(b)) => Message::Binary(Payload::Owned(copy(b))),
@@ -567,6 +608,43 @@ fn own(msg: Message<'_>, arena: &mut BytesMut) -> Message<'static> {
             Message::Text(unsafe { TextPayload::from_utf8_unchecked(bytes) })
         }
     }
+}
+
+fn copy_into(arena: &mut BytesMut, b: &[u8]) -> Bytes {
+    if arena.capacity() < b.len() {
+        arena.reserve(b.len().max(ARENA_CHUNK));
+    }
+    arena.extend_from_slice(b);
+    arena.split().freeze()
+}
+
+/// What waits in a connection's inbox.
+enum Item {
+    Msg(Message<'static>),
+    Frag(Frame),
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::Msg(m) => m.as_bytes().len(),
+            Item::Frag(f) => f.payload.len(),
+        }
+    }
+}
+
+/// A frame of a received message ([`WsConn::recv_frame`]): a whole message
+/// in one (`fin`), or one frame of a fragmented message when the route
+/// asked for them ([`AsyncRoute::frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The message is text (validated as a stream: a frame of a
+    /// fragmented text message may end inside a code point).
+    pub text: bool,
+    /// The message's last frame.
+    pub fin: bool,
+    /// This frame's payload.
+    pub payload: Bytes,
 }
 
 /// A connection's tasks, kept by the route per reactor.
@@ -747,7 +825,7 @@ struct Shared {
     /// The current callback's `WebSocket` while the connection's tasks are
     /// polled (see `Scope`); null otherwise.
     ws: Cell<*mut WebSocket<'static, AsyncConn>>,
-    inbox: RefCell<VecDeque<Message<'static>>>,
+    inbox: RefCell<VecDeque<Item>>,
     inbox_bytes: Cell<usize>,
     /// The connection's end as `on_close` heard it.
     closed: RefCell<Option<(CloseCode, Box<str>)>>,
@@ -870,9 +948,78 @@ impl Future for Recv<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let s = &self.conn.s;
-        if let Some(m) = s.inbox.borrow_mut().pop_front() {
-            s.inbox_bytes.set(s.inbox_bytes.get() - m.as_bytes().len());
-            return Poll::Ready(Some(m));
+        let mut inbox = s.inbox.borrow_mut();
+        match inbox.front() {
+            Some(Item::Msg(_)) => {
+                let Some(Item::Msg(m)) = inbox.pop_front() else {
+                    unreachable!("looked at above")
+                };
+                s.inbox_bytes.set(s.inbox_bytes.get() - m.as_bytes().len());
+                return Poll::Ready(Some(m));
+            }
+            // Frames of a message: reassembled once its last one is here.
+            Some(Item::Frag(_)) => {
+                let last = inbox
+                    .iter()
+                    .position(|i| matches!(i, Item::Frag(Frame { fin: true, .. })));
+                if let Some(last) = last {
+                    let len: usize = inbox.iter().take(last + 1).map(Item::len).sum();
+                    let mut buf = BytesMut::with_capacity(len);
+                    let mut text = false;
+                    for item in inbox.drain(..=last) {
+                        if let Item::Frag(f) = item {
+                            text = f.text;
+                            buf.extend_from_slice(&f.payload);
+                        }
+                    }
+                    s.inbox_bytes.set(s.inbox_bytes.get() - len);
+                    let bytes = buf.freeze();
+                    return Poll::Ready(Some(if text {
+                        // SAFETY: the frames of one text message, joined in
+                        // order; the decoder validated them as one stream
+                        // up to the last.
+                        Message::Text(unsafe { TextPayload::from_utf8_unchecked(bytes) })
+                    } else {
+                        Message::Binary(Payload::Owned(bytes))
+                    }));
+                }
+            }
+            None => {}
+        }
+        if s.is_closed() {
+            // A message cut short by the end is not delivered.
+            return Poll::Ready(None);
+        }
+        s.register(cx);
+        Poll::Pending
+    }
+}
+
+/// [`WsConn::recv_frame`]'s future.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct RecvFrame<'a> {
+    conn: &'a WsConn,
+}
+
+impl Future for RecvFrame<'_> {
+    type Output = Option<Frame>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let s = &self.conn.s;
+        if let Some(item) = s.inbox.borrow_mut().pop_front() {
+            s.inbox_bytes.set(s.inbox_bytes.get() - item.len());
+            return Poll::Ready(Some(match item {
+                Item::Frag(f) => f,
+                Item::Msg(m) => Frame {
+                    text: m.is_text(),
+                    fin: true,
+                    payload: m
+                        .as_owned()
+                        .cloned()
+                        .unwrap_or_else(|| Bytes::copy_from_slice(m.as_bytes())),
+                },
+            }));
         }
         if s.is_closed() {
             return Poll::Ready(None);
@@ -942,6 +1089,17 @@ impl WsConn {
     /// Cancellation-safe: a message is removed only when returned.
     pub fn recv(&self) -> Recv<'_> {
         Recv { conn: self }
+    }
+
+    /// The next frame: a whole message as one frame (`fin`), or, on a
+    /// route with [`AsyncRoute::frames`], each frame of a fragmented
+    /// message as it arrives, so a large message can be streamed without
+    /// holding it whole. `None` once the connection has ended and
+    /// everything received was taken. Cancellation-safe like
+    /// [`recv`](Self::recv); the two can be mixed (`recv` joins the frames
+    /// of a message not yet started).
+    pub fn recv_frame(&self) -> RecvFrame<'_> {
+        RecvFrame { conn: self }
     }
 
     /// Sends a message of the same kind (echo a received one; a large

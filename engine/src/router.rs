@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
-use ringwire_parser::{CloseCode, Message};
+use ringwire_parser::{CloseCode, Message, Payload};
 
 use crate::handler::{Handler, HttpResponse, Reject, UpgradeResponse, WebSocket};
 
@@ -258,6 +258,13 @@ trait WsRoute {
     fn drain(&mut self, ws: &mut WebSocket<'_, RouteConn>);
     fn timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64);
     fn wake(&mut self, ws: &mut WebSocket<'_, RouteConn>);
+    fn fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, RouteConn>,
+        text: bool,
+        fin: bool,
+        p: Payload<'_>,
+    );
     fn close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str);
 }
 
@@ -348,6 +355,16 @@ impl<H: Handler> WsRoute for WsEntry<H> {
 
     fn wake(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
         self.with(ws, |h, ws| h.on_wake(ws))
+    }
+
+    fn fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, RouteConn>,
+        text: bool,
+        fin: bool,
+        p: Payload<'_>,
+    ) {
+        self.with(ws, |h, ws| h.on_fragment(ws, text, fin, p))
     }
 
     fn close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str) {
@@ -566,6 +583,16 @@ impl Handler for Router {
 
     fn on_wake(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
         self.ws[ws.state.route as usize].wake(ws)
+    }
+
+    fn on_fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, RouteConn>,
+        text: bool,
+        fin: bool,
+        payload: Payload<'_>,
+    ) {
+        self.ws[ws.state.route as usize].fragment(ws, text, fin, payload)
     }
 
     fn on_close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str) {

@@ -167,6 +167,19 @@ pub enum Event<'a> {
         /// The compressed bytes, fragments joined.
         payload: Payload<'a>,
     },
+    /// One frame of a fragmented data message, when the decoder hands
+    /// them out ([`crate::Decoder::set_fragments`]): the message's kind,
+    /// true on its last frame, and this frame's payload. Text is validated
+    /// as a stream (a piece may end inside a code point; the message is
+    /// valid UTF-8 once `fin` arrives).
+    Fragment {
+        /// True for a text message.
+        text: bool,
+        /// The message's last frame.
+        fin: bool,
+        /// This frame's payload.
+        payload: Payload<'a>,
+    },
     /// A ping; the application data (≤ 125 bytes).
     Ping(&'a [u8]),
     /// A pong; the application data (≤ 125 bytes).

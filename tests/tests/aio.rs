@@ -498,7 +498,64 @@ fn client_connect(backend: Backend) {
     assert_eq!(rec.wait_len(5)[4], "err true");
 }
 
+/// `recv_frame` on a route with `frames()`: a 16 MiB message sent in 256
+/// frames of 64 KiB comes frame by frame (never whole), in order; `recv`
+/// on the same route still joins a fragmented message.
+fn recv_frame_streams_large_message(backend: Backend) {
+    const FRAME: usize = 64 << 10;
+    const FRAMES: usize = 256; // 16 MiB: the default max_message_size
+    let server = start(builder(backend), |_| {
+        aio::route(|ws: WsConn| async move {
+            let (mut frames, mut bytes, mut largest, mut sum) = (0usize, 0usize, 0usize, 0u64);
+            while let Some(f) = ws.recv_frame().await {
+                frames += 1;
+                bytes += f.payload.len();
+                largest = largest.max(f.payload.len());
+                // Frame i is filled with byte i: order is checked by the sum.
+                sum += f.payload.iter().map(|&b| b as u64).sum::<u64>();
+                if f.fin {
+                    break;
+                }
+            }
+            let report = format!("frames {frames} bytes {bytes} largest {largest} sum {sum}");
+            let _ = ws.send_text(&report).await;
+            if let Some(m) = ws.recv().await {
+                let _ = ws.send(&m).await;
+            }
+            while ws.recv().await.is_some() {}
+        })
+        .frames()
+    });
+    let mut raw = RawClient::connect(server.local_addr());
+    let mut sum = 0u64;
+    for i in 0..FRAMES {
+        let op = if i == 0 {
+            OpCode::Binary
+        } else {
+            OpCode::Continuation
+        };
+        let b = (i % 251) as u8;
+        sum += b as u64 * FRAME as u64;
+        raw.send_frame(i + 1 == FRAMES, op, &vec![b; FRAME]);
+    }
+    assert_eq!(
+        raw.expect_frame(),
+        Frame::Text(format!(
+            "frames {FRAMES} bytes {} largest {FRAME} sum {sum}",
+            FRAMES * FRAME
+        ))
+    );
+    raw.send_frame(false, OpCode::Text, "λό".as_bytes());
+    raw.send_frame(false, OpCode::Continuation, &"γος".as_bytes()[..3]);
+    raw.send_frame(true, OpCode::Continuation, &"γος".as_bytes()[3..]);
+    assert_eq!(raw.expect_frame(), Frame::Text("λόγος".into()));
+    raw.send_close(Some(1000), "");
+    assert_eq!(raw.expect_close().0, Some(1000));
+    stop(server);
+}
+
 backend_tests! {
+    recv_frame_streams_large_message: recv_frame_streams_large_message_epoll, recv_frame_streams_large_message_uring;
     echo: echo_epoll, echo_uring;
     backpressure_await: backpressure_await_epoll, backpressure_await_uring;
     timers: timers_epoll, timers_uring;
