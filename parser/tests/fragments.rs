@@ -67,7 +67,7 @@ fn fragments_come_frame_by_frame() {
         assert_eq!(joined, text.as_bytes(), "chunk {chunk}");
         assert_eq!(rest[0], Ev::Ping(b"p".to_vec()));
         assert_eq!(rest[1], Ev::Msg(false, vec![7u8; 900]));
-        let expected = vec![
+        let expected = [
             Ev::Frag(false, false, bin[..1000].to_vec()),
             Ev::Frag(false, false, bin[1000..2000].to_vec()),
             Ev::Frag(false, true, bin[2000..].to_vec()),
