@@ -663,42 +663,44 @@ impl ConnTasks {
         if self.done {
             return;
         }
-        let flag = self.shared.flag.clone();
-        flag.in_poll.store(true, Ordering::SeqCst);
+        // `self.shared.flag` is read afresh each time (no `Arc` clone per
+        // event): `poll_round` borrows `self` only while it runs.
+        let seq = Ordering::SeqCst;
+        self.shared.flag.in_poll.store(true, seq);
         let mut rounds = 0;
         loop {
-            flag.woken.store(false, Ordering::SeqCst);
+            self.shared.flag.woken.store(false, seq);
             let polled = catch_unwind(AssertUnwindSafe(|| self.poll_round(ws)));
             match polled {
                 Ok(false) => {}
                 Ok(true) => {
-                    flag.in_poll.store(false, Ordering::SeqCst);
+                    self.shared.flag.in_poll.store(false, seq);
                     self.finish(ws);
                     break;
                 }
                 Err(panic) => {
-                    flag.in_poll.store(false, Ordering::SeqCst);
+                    self.shared.flag.in_poll.store(false, seq);
                     self.panicked(ws, panic);
                     break;
                 }
             }
             rounds += 1;
-            if flag.woken.load(Ordering::SeqCst) {
+            if self.shared.flag.woken.load(seq) {
                 if rounds < MAX_ROUNDS {
                     continue;
                 }
                 // Still woken: come back in the next loop iteration.
-                flag.in_poll.store(false, Ordering::SeqCst);
+                self.shared.flag.in_poll.store(false, seq);
                 self.shared.handle.wake();
                 break;
             }
-            flag.in_poll.store(false, Ordering::SeqCst);
+            self.shared.flag.in_poll.store(false, seq);
             // A wake from another thread between the check above and
             // `in_poll` going down saw `in_poll` set and sent nothing.
-            if !flag.woken.load(Ordering::SeqCst) {
+            if !self.shared.flag.woken.load(seq) {
                 break;
             }
-            flag.in_poll.store(true, Ordering::SeqCst);
+            self.shared.flag.in_poll.store(true, seq);
         }
         self.shared.wake_foreign();
     }

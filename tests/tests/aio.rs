@@ -554,7 +554,62 @@ fn recv_frame_streams_large_message(backend: Backend) {
     stop(server);
 }
 
+/// The engine primitive under the async waker: `ConnHandle::wake` from
+/// another thread calls `on_wake` once per call while the connection is
+/// open, and never after `on_close`.
+struct Wakes {
+    rec: Recorder<String>,
+    handles: Recorder<ringwire::ConnHandle>,
+}
+
+impl Handler for Wakes {
+    type Conn = ();
+    fn on_upgrade(
+        &mut self,
+        _: &ringwire::UpgradeRequest<'_>,
+        _: &mut ringwire::UpgradeResponse,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+    fn on_open(&mut self, ws: &mut ringwire::WebSocket<'_, ()>) {
+        self.handles.push(ws.handle());
+    }
+    fn on_wake(&mut self, ws: &mut ringwire::WebSocket<'_, ()>) {
+        self.rec.push("wake".into());
+        let _ = ws.send_text("woken");
+    }
+    fn on_close(&mut self, _: &mut ringwire::WebSocket<'_, ()>, _: ringwire::CloseCode, _: &str) {
+        self.rec.push("close".into());
+    }
+}
+
+fn conn_handle_wake(backend: Backend) {
+    let rec = Recorder::<String>::new();
+    let handles = Recorder::<ringwire::ConnHandle>::new();
+    let (r, h) = (rec.clone(), handles.clone());
+    let server = start(builder(backend), move |_| Wakes {
+        rec: r.clone(),
+        handles: h.clone(),
+    });
+    let mut raw = RawClient::connect(server.local_addr());
+    let handle = handles.wait_len(1)[0].clone();
+    for _ in 0..3 {
+        assert!(handle.wake());
+    }
+    for _ in 0..3 {
+        assert_eq!(raw.expect_frame(), Frame::Text("woken".into()));
+    }
+    raw.send_close(Some(1000), "");
+    assert_eq!(raw.expect_close().0, Some(1000));
+    rec.wait_for("close", |r| r.last().is_some_and(|l| l == "close"));
+    assert!(handle.wake(), "the reactor still runs");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(rec.snapshot(), ["wake", "wake", "wake", "close"]);
+    stop(server);
+}
+
 backend_tests! {
+    conn_handle_wake: conn_handle_wake_epoll, conn_handle_wake_uring;
     recv_frame_streams_large_message: recv_frame_streams_large_message_epoll, recv_frame_streams_large_message_uring;
     echo: echo_epoll, echo_uring;
     backpressure_await: backpressure_await_epoll, backpressure_await_uring;
