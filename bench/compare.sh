@@ -14,6 +14,8 @@
 #   SERVERS  space-separated (default: ringwire-uring ringwire-epoll
 #            tokio-tungstenite fastwebsockets tokio-websockets uws ws;
 #            --cpu-table: the first five)
+#            also available: ringwire-aio-uring ringwire-aio-epoll (the
+#            async API's echo, bench/src/bin/aio_echo.rs)
 #
 #   --server-cores N  the server gets N CPUs: ringwire `--reactors N`, the Rust
 #                     peers a tokio multi-thread runtime with N workers
@@ -149,6 +151,7 @@ out=bench/results/$stamp
 mkdir -p bench/results
 
 cargo build --release -q -p ringwire-cli -p ringwire-peers
+if [[ " $SERVERS " =~ \ ringwire-aio- ]]; then cargo build --release -q -p ringwire-bench --bin aio_echo; fi
 if [[ " $SERVERS " =~ \ (uws|ws)\  ]]; then bench/peers/install.sh >/dev/null; fi
 bin=./target/release/ringwire
 raw=./target/release/raw-echo-client
@@ -162,6 +165,8 @@ start_server() { # name -> pid on stdout
   case $name in
     ringwire-uring) "${pin[@]}" $bin serve --listen "$addr" --reactors "$n" --backend uring >/dev/null 2>&1 & ;;
     ringwire-epoll) "${pin[@]}" $bin serve --listen "$addr" --reactors "$n" --backend epoll >/dev/null 2>&1 & ;;
+    ringwire-aio-uring) "${pin[@]}" ./target/release/aio_echo "$addr" --reactors "$n" --backend uring >/dev/null 2>&1 & ;;
+    ringwire-aio-epoll) "${pin[@]}" ./target/release/aio_echo "$addr" --reactors "$n" --backend epoll >/dev/null 2>&1 & ;;
     ringwire-base-uring) "${pin[@]}" "${BASE_BIN:?set BASE_BIN}" serve --listen "$addr" --reactors "$n" --backend uring >/dev/null 2>&1 & ;;
     ringwire-base-epoll) "${pin[@]}" "${BASE_BIN:?set BASE_BIN}" serve --listen "$addr" --reactors "$n" --backend epoll >/dev/null 2>&1 & ;;
     tokio-tungstenite) "${pin[@]}" ./target/release/peer-tokio-tungstenite "$addr" --workers "$n" >/dev/null 2>&1 & ;;

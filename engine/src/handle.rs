@@ -34,6 +34,8 @@ pub(crate) enum Command {
     /// Begin graceful shutdown: 1001 to everyone, stop when all are closed
     /// or the deadline passes.
     Shutdown(std::time::Instant),
+    /// Call `Handler::on_wake` for this connection ([`ConnHandle::wake`]).
+    Wake(ConnId),
 }
 
 /// A connect request with its type-erased user state (downcast to the
@@ -433,6 +435,21 @@ impl ConnHandle {
     pub fn ping(&self, payload: impl Into<Bytes>) -> SendStatus {
         self.shared
             .send_data(self.id, Outgoing::Ping(payload.into()))
+    }
+
+    /// Asks the connection's reactor to call [`Handler::on_wake`] for it
+    /// (soon, on the reactor thread, like every callback; not at all if
+    /// the connection has ended meanwhile). How a task of
+    /// [`crate::aio`] woken from elsewhere gets polled again.
+    ///
+    /// The request goes through the reactor's control mailbox, which is
+    /// not bounded by `Config::mailbox_capacity`: coalesce wake-ups
+    /// yourself (one outstanding per connection, as `aio`'s waker does
+    /// with an atomic flag). False when the reactor has stopped.
+    ///
+    /// [`Handler::on_wake`]: crate::Handler::on_wake
+    pub fn wake(&self) -> bool {
+        self.shared.send(Command::Wake(self.id))
     }
 
     /// Starts the close handshake.

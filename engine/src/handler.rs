@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
-use ringwire_parser::{CloseCode, Message};
+use ringwire_parser::{CloseCode, Message, Payload};
 
 use crate::client::ConnectError;
 use crate::conn::ConnIo;
@@ -63,6 +63,22 @@ pub trait Handler: 'static {
         let _ = (ws, msg);
     }
 
+    /// One frame of a fragmented message, after
+    /// [`WebSocket::deliver_fragments`] asked for them: the message's kind
+    /// (`text`), true on its last frame (`fin`), and this frame's payload
+    /// (text is validated as a stream: a piece may end inside a code
+    /// point). Messages in one frame, and compressed ones, still come to
+    /// `on_message`. The default ignores it.
+    fn on_fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, Self::Conn>,
+        text: bool,
+        fin: bool,
+        payload: Payload<'_>,
+    ) {
+        let _ = (ws, text, fin, payload);
+    }
+
     /// A ping. Return `true` (the default) to have the engine answer with a
     /// pong carrying the same payload; `false` to answer yourself, or not.
     fn on_ping(&mut self, ws: &mut WebSocket<'_, Self::Conn>, payload: &[u8]) -> bool {
@@ -85,6 +101,14 @@ pub trait Handler: 'static {
     /// one given there.
     fn on_timer(&mut self, ws: &mut WebSocket<'_, Self::Conn>, token: u64) {
         let _ = (ws, token);
+    }
+
+    /// Someone called [`ConnHandle::wake`] for this connection (the
+    /// default does nothing). [`crate::aio`] polls the connection's tasks
+    /// here when a waker fires outside its callbacks. Called until
+    /// `on_close` (while closing too), never after it.
+    fn on_wake(&mut self, ws: &mut WebSocket<'_, Self::Conn>) {
+        let _ = ws;
     }
 
     /// Called once when the connection's fate is sealed: the peer's close
@@ -382,6 +406,15 @@ impl<C> WebSocket<'_, C> {
             .as_ref()
             .and_then(|e| e.deflate.as_ref())
             .map(|d| d.params)
+    }
+
+    /// From the next message on, messages sent in several frames come to
+    /// [`Handler::on_fragment`] frame by frame instead of reassembled into
+    /// one `on_message` (for streaming large messages: the engine keeps
+    /// no more than a frame of them). Limits are unchanged:
+    /// `max_message_size` applies to the frames summed.
+    pub fn deliver_fragments(&mut self, on: bool) {
+        self.io.fragments = on;
     }
 
     /// Index of the reactor thread serving this connection.

@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 mod access;
+pub mod aio;
 /// The access log's `tracing` target (`ringwire::access`): one INFO
 /// event per HTTP request and per WebSocket session, emitted only when a
 /// subscriber enables this target.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
-use ringwire_parser::{CloseCode, Message};
+use ringwire_parser::{CloseCode, Message, Payload};
 
 use crate::handler::{Handler, HttpResponse, Reject, UpgradeResponse, WebSocket};
 
@@ -257,6 +257,14 @@ trait WsRoute {
     fn pong(&mut self, ws: &mut WebSocket<'_, RouteConn>, payload: &[u8]);
     fn drain(&mut self, ws: &mut WebSocket<'_, RouteConn>);
     fn timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64);
+    fn wake(&mut self, ws: &mut WebSocket<'_, RouteConn>);
+    fn fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, RouteConn>,
+        text: bool,
+        fin: bool,
+        p: Payload<'_>,
+    );
     fn close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str);
 }
 
@@ -343,6 +351,20 @@ impl<H: Handler> WsRoute for WsEntry<H> {
 
     fn timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64) {
         self.with(ws, |h, ws| h.on_timer(ws, token))
+    }
+
+    fn wake(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
+        self.with(ws, |h, ws| h.on_wake(ws))
+    }
+
+    fn fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, RouteConn>,
+        text: bool,
+        fin: bool,
+        p: Payload<'_>,
+    ) {
+        self.with(ws, |h, ws| h.on_fragment(ws, text, fin, p))
     }
 
     fn close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str) {
@@ -557,6 +579,20 @@ impl Handler for Router {
 
     fn on_timer(&mut self, ws: &mut WebSocket<'_, RouteConn>, token: u64) {
         self.ws[ws.state.route as usize].timer(ws, token)
+    }
+
+    fn on_wake(&mut self, ws: &mut WebSocket<'_, RouteConn>) {
+        self.ws[ws.state.route as usize].wake(ws)
+    }
+
+    fn on_fragment(
+        &mut self,
+        ws: &mut WebSocket<'_, RouteConn>,
+        text: bool,
+        fin: bool,
+        payload: Payload<'_>,
+    ) {
+        self.ws[ws.state.route as usize].fragment(ws, text, fin, payload)
     }
 
     fn on_close(&mut self, ws: &mut WebSocket<'_, RouteConn>, code: CloseCode, reason: &str) {

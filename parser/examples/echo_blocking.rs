@@ -103,7 +103,9 @@ fn serve(mut sock: TcpStream) -> io::Result<()> {
                             enc.message(&mut out, OpCode::Binary, &b, false)
                         }
                         Some(Event::Ping(p)) => enc.pong(&mut out, p),
-                        Some(Event::Pong(_)) | Some(Event::Compressed { .. }) => {}
+                        Some(Event::Pong(_))
+                        | Some(Event::Compressed { .. })
+                        | Some(Event::Fragment { .. }) => {}
                         Some(Event::Close(c)) => {
                             closing = Some((c.code.unwrap_or(CloseCode::NORMAL), String::new()));
                             break;

@@ -116,6 +116,8 @@ struct FrameInProgress {
 struct MessageInProgress {
     text: bool,
     compressed: bool,
+    /// Handed out frame by frame ([`Decoder::set_fragments`]).
+    streamed: bool,
     len: usize,
     utf8: Utf8Validator,
 }
@@ -143,6 +145,7 @@ enum Kind {
     Text,
     Binary,
     Compressed { text: bool },
+    Fragment { text: bool, fin: bool },
     Ping,
     Pong,
     Close,
@@ -165,6 +168,8 @@ pub struct Decoder {
     closed: bool,
     /// The message buffer is lent out ([`Decoder::lend_direct`]).
     lent: bool,
+    /// Fragmented messages are handed out frame by frame.
+    fragments: bool,
     error: Option<ProtocolError>,
 }
 
@@ -242,6 +247,7 @@ impl Decoder {
             ctrl_len: 0,
             closed: false,
             lent: false,
+            fragments: false,
             error: None,
         }
     }
@@ -350,6 +356,21 @@ impl Decoder {
         })
     }
 
+    /// Hands fragmented messages out frame by frame (`on`) instead of
+    /// reassembled: each frame of a data message whose first frame is not
+    /// final comes as an [`Event::Fragment`], the last with `fin` set.
+    /// Single-frame messages and compressed ones still come whole. Limits
+    /// apply as before (the message size to the fragments summed). Takes
+    /// effect from the next message.
+    pub fn set_fragments(&mut self, on: bool) {
+        self.fragments = on;
+    }
+
+    /// True when fragmented messages are handed out frame by frame.
+    pub fn fragments(&self) -> bool {
+        self.fragments
+    }
+
     /// True when [`lend_direct(min)`](Self::lend_direct) would lend: a
     /// data frame has at least `min` (and at least one) payload bytes to
     /// come, and no loan is out.
@@ -399,7 +420,10 @@ impl Decoder {
         }
         self.frame = None;
         if !fin {
-            return Ok(None);
+            return Ok(match self.take_fragment() {
+                Some(Out::Owned { kind, bytes }) => Some(owned_event(kind, bytes)),
+                _ => None,
+            });
         }
         match self.finish_message() {
             Ok(Out::Owned { kind, bytes }) => Ok(Some(owned_event(kind, bytes))),
@@ -453,6 +477,9 @@ impl Decoder {
                 }
                 if fin {
                     return Ok((pos, self.finish_message()?));
+                }
+                if let Some(out) = self.take_fragment() {
+                    return Ok((pos, out));
                 }
                 continue;
             }
@@ -539,6 +566,7 @@ impl Decoder {
                 self.msg = Some(MessageInProgress {
                     text,
                     compressed,
+                    streamed: self.fragments && !compressed && !header.fin,
                     len: 0,
                     utf8: Utf8Validator::new(),
                 });
@@ -555,6 +583,9 @@ impl Decoder {
                 self.append_fragment(payload)?;
                 if header.fin {
                     return Ok((pos, self.finish_message()?));
+                }
+                if let Some(out) = self.take_fragment() {
+                    return Ok((pos, out));
                 }
             } else {
                 // The payload spans inputs: size the buffer for it once
@@ -645,6 +676,20 @@ impl Decoder {
         Ok(())
     }
 
+    /// After a non-final frame of a streamed message: its payload, handed
+    /// out as a fragment.
+    fn take_fragment(&mut self) -> Option<Out> {
+        let m = self.msg.as_ref().filter(|m| m.streamed)?;
+        let kind = Kind::Fragment {
+            text: m.text,
+            fin: false,
+        };
+        Some(Out::Owned {
+            kind,
+            bytes: self.msg_buf.split().freeze(),
+        })
+    }
+
     fn finish_message(&mut self) -> Result<Out, ProtocolError> {
         let mut m = self.msg.take().expect("finishing a message in progress");
         if m.text && !m.compressed {
@@ -655,6 +700,10 @@ impl Decoder {
         // Hand the buffer over whole: an idle connection keeps no capacity.
         let bytes = std::mem::take(&mut self.msg_buf).freeze();
         let kind = match (m.compressed, m.text) {
+            _ if m.streamed => Kind::Fragment {
+                text: m.text,
+                fin: true,
+            },
             (true, text) => Kind::Compressed { text },
             (false, true) => Kind::Text,
             (false, false) => Kind::Binary,
@@ -673,6 +722,11 @@ fn owned_event(kind: Kind, bytes: bytes::Bytes) -> Event<'static> {
             text,
             payload: Payload::Owned(bytes),
         },
+        Kind::Fragment { text, fin } => Event::Fragment {
+            text,
+            fin,
+            payload: Payload::Owned(bytes),
+        },
         _ => Event::Message(Message::Binary(Payload::Owned(bytes))),
     }
 }
@@ -686,6 +740,11 @@ fn make_event(kind: Kind, bytes: &[u8]) -> Event<'_> {
         Kind::Binary => Event::Message(Message::Binary(Payload::Borrowed(bytes))),
         Kind::Compressed { text } => Event::Compressed {
             text,
+            payload: Payload::Borrowed(bytes),
+        },
+        Kind::Fragment { text, fin } => Event::Fragment {
+            text,
+            fin,
             payload: Payload::Borrowed(bytes),
         },
         Kind::Ping => Event::Ping(bytes),

@@ -71,6 +71,16 @@ impl<'a> TextPayload<'a> {
         TextPayload(p)
     }
 
+    /// An owned text payload from bytes known to be UTF-8, without
+    /// checking them again (e.g. a copy of another `TextPayload`'s bytes).
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be valid UTF-8: [`as_str`](Self::as_str) relies on it.
+    pub unsafe fn from_utf8_unchecked(bytes: Bytes) -> TextPayload<'static> {
+        TextPayload::new_validated(Payload::Owned(bytes))
+    }
+
     /// A text payload borrowed from a string.
     pub fn borrowed(s: &'a str) -> Self {
         TextPayload(Payload::Borrowed(s.as_bytes()))
@@ -92,6 +102,13 @@ impl<'a> TextPayload<'a> {
     /// The underlying payload (owned or borrowed).
     pub fn payload(&self) -> &Payload<'a> {
         &self.0
+    }
+}
+
+/// An owned text payload (no copy: the string's buffer becomes the bytes).
+impl From<String> for TextPayload<'static> {
+    fn from(s: String) -> Self {
+        TextPayload(Payload::Owned(Bytes::from(s.into_bytes())))
     }
 }
 
@@ -148,6 +165,19 @@ pub enum Event<'a> {
         /// True for a text message.
         text: bool,
         /// The compressed bytes, fragments joined.
+        payload: Payload<'a>,
+    },
+    /// One frame of a fragmented data message, when the decoder hands
+    /// them out ([`crate::Decoder::set_fragments`]): the message's kind,
+    /// true on its last frame, and this frame's payload. Text is validated
+    /// as a stream (a piece may end inside a code point; the message is
+    /// valid UTF-8 once `fin` arrives).
+    Fragment {
+        /// True for a text message.
+        text: bool,
+        /// The message's last frame.
+        fin: bool,
+        /// This frame's payload.
         payload: Payload<'a>,
     },
     /// A ping; the application data (≤ 125 bytes).

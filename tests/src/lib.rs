@@ -482,6 +482,7 @@ impl RawClient {
                     Event::Close(c) => {
                         Frame::Close(c.code.map(|c| c.as_u16()), c.reason.to_owned())
                     }
+                    Event::Fragment { .. } => unreachable!("fragments are off"),
                     Event::Compressed { text, payload } => {
                         Frame::Compressed(text, payload.to_vec())
                     }

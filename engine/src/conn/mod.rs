@@ -141,6 +141,9 @@ pub(crate) struct ConnIo {
     pub lowat_lifted: bool,
     /// We dialed this connection (frames are masked).
     pub client: bool,
+    /// Fragmented messages go to `on_fragment` frame by frame
+    /// (`WebSocket::deliver_fragments`).
+    pub fragments: bool,
 }
 
 /// Per-connection state that most connections do not need.
@@ -185,6 +188,7 @@ impl ConnIo {
             streaming: false,
             lowat_lifted: false,
             client: false,
+            fragments: false,
         }
     }
 

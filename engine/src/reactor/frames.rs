@@ -88,6 +88,9 @@ impl<H: Handler> Core<H> {
             return;
         };
         let max_message = self.cfg.max_message_size;
+        if decoder.fragments() != io.fragments {
+            decoder.set_fragments(io.fragments);
+        }
         let mut pos = 0;
         let mut peer_close = None;
         while pos < data.len() && io.reading_frames() {
@@ -304,6 +307,15 @@ fn deliver<H: Handler>(
             }
         }
         Event::Pong(p) => handler.on_pong(ws, p),
+        Event::Fragment { text, fin, payload } => {
+            if fin {
+                ws.ctx.stats.msgs_in += 1;
+                if let Some(a) = ws.io.access() {
+                    a.msgs_in += 1;
+                }
+            }
+            handler.on_fragment(ws, text, fin, payload);
+        }
         Event::Compressed { text, payload } => {
             let mut buf = std::mem::take(&mut ws.ctx.deflate.scratch);
             let conn = ws.io.extras.as_mut().and_then(|e| e.deflate.as_mut());

@@ -31,6 +31,7 @@ impl<H: Handler> Core<H> {
                     Err(_) => unreachable!("connect state of another type than Handler::Conn"),
                 },
                 Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+                Command::Wake(id) => self.wake(id),
             }
         }
         let (mut n, mut bytes) = (0, 0);
@@ -82,6 +83,17 @@ impl<H: Handler> Core<H> {
             }
         }
         self.ctx.topics.put_back(tid, subs);
+    }
+
+    /// A [`crate::ConnHandle::wake`]: `on_wake` for the connection the
+    /// handle meant while its handler has it (open, closing included:
+    /// until `on_close`).
+    fn wake(&mut self, id: ConnId) {
+        let live = self.generation(id.slot) == Some(id.generation)
+            && self.conn(id.slot).is_some_and(|c| c.state.is_open());
+        if live {
+            self.callback(id.slot, |h, ws| h.on_wake(ws));
+        }
     }
 
     pub(super) fn send_from_handle(&mut self, id: ConnId, out: Outgoing) {

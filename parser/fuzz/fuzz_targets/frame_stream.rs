@@ -32,6 +32,7 @@ fn own(e: &Event<'_>) -> Ev {
         }
         Event::Message(Message::Binary(b)) => Ev::Binary(b.to_vec()),
         Event::Compressed { text, payload } => Ev::Compressed(*text, payload.to_vec()),
+        Event::Fragment { .. } => unreachable!("fragments are off unless asked for"),
         Event::Ping(p) => {
             assert!(p.len() <= 125);
             Ev::Ping(p.to_vec())

@@ -19,6 +19,7 @@ pub fn own(e: &Event<'_>) -> Ev {
         Event::Message(Message::Text(t)) => Ev::Text(t.as_str().to_owned()),
         Event::Message(Message::Binary(b)) => Ev::Binary(b.to_vec()),
         Event::Compressed { text, payload } => Ev::Compressed(*text, payload.to_vec()),
+        Event::Fragment { .. } => unreachable!("fragments are off unless asked for"),
         Event::Ping(p) => Ev::Ping(p.to_vec()),
         Event::Pong(p) => Ev::Pong(p.to_vec()),
         Event::Close(CloseFrame { code, reason }) => {
