@@ -642,3 +642,78 @@ async fn fragmented_sends_are_reassembled() {
         Message::text(text)
     );
 }
+
+#[tokio::test]
+async fn wss_with_a_private_root() {
+    use std::sync::Arc;
+
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let der: CertificateDer<'static> = cert.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut ws) =
+                    ringwire_tokio::accept_with_config(tls, &Config::default().with_deflate()).await
+                {
+                    echo(&mut ws).await;
+                }
+            });
+        }
+    });
+
+    // The default client trusts only the webpki roots: refused.
+    let url = format!("wss://localhost:{port}/secure");
+    match ringwire_tokio::connect(&url).await {
+        Err(Error::Io(e)) => assert!(e.to_string().contains("certificate"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Trusting the certificate: echo over TLS, with deflate.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client_cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (mut ws, _) = ringwire_tokio::connect_with_tls(
+        &url,
+        &Config::default().with_deflate(),
+        Arc::new(client_cfg),
+    )
+    .await
+    .unwrap();
+    assert!(ws.deflate().is_some());
+    for n in [5usize, 20_000, 1 << 20] {
+        let m = Message::binary(pattern(n));
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(timeout(T, ws.next()).await.unwrap().unwrap().unwrap(), m);
+    }
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+    assert!(
+        timeout(T, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .is_close()
+    );
+    assert!(timeout(T, ws.next()).await.unwrap().is_none());
+}
