@@ -3,6 +3,12 @@
 #
 #   autobahn/run.sh server [--tls] [--skip-deflate] [CASES]   fuzzingclient -> ringwire's echo server
 #   autobahn/run.sh client [--skip-deflate] [CASES]           fuzzingserver -> ringwire's client
+#   autobahn/run.sh tokio-server [--skip-deflate] [CASES]     fuzzingclient -> ringwire-tokio's echo server
+#   autobahn/run.sh tokio-client [--skip-deflate] [CASES]     fuzzingserver -> ringwire-tokio's client
+#
+# The tokio modes run the testee of the tokio adapter
+# (tokio/examples/autobahn_testee.rs, a current-thread runtime) instead of
+# the engine; reports go to autobahn/reports/<mode>/ (no backend).
 #
 # Both sides negotiate permessage-deflate (`ringwire serve --deflate`; the
 # testee client offers it), so 12.* and 13.* run too — they take most of
@@ -41,7 +47,8 @@ port=${AUTOBAHN_PORT:-9001}
 
 case $mode in
   server|client) ;;
-  *) echo "usage: $0 server [--tls] [CASES_JSON] | $0 client [CASES_JSON]" >&2; exit 2 ;;
+  tokio-server|tokio-client) backend=tokio ;;
+  *) echo "usage: $0 server [--tls] [CASES_JSON] | $0 client [CASES_JSON] | $0 tokio-server|tokio-client [CASES_JSON]" >&2; exit 2 ;;
 esac
 if [[ $tls == 1 && $mode != server ]]; then
   echo "--tls is for the server run" >&2; exit 2
@@ -52,6 +59,7 @@ command -v wstest >/dev/null 2>&1 || "$here/install-wstest.sh"
 suffix=""
 [[ $tls == 1 ]] && suffix=-tls
 out="$here/reports/$mode$suffix/$backend"
+[[ $mode == tokio-* ]] && out="$here/reports/$mode"
 [[ $skip_deflate == 1 ]] && out="$out-1-10"
 rm -rf "$out"; mkdir -p "$out"
 work=$(mktemp -d)
@@ -73,10 +81,16 @@ gate() {
   python3 "$here/summarize.py" "$out"
 }
 
-if [[ $mode == client ]]; then
+tokio_testee="$root/target/release/examples/autobahn_testee"
+if [[ $mode == tokio-* ]]; then
+  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-tokio --example autobahn_testee
+fi
+
+if [[ $mode == client || $mode == tokio-client ]]; then
   # The fuzzingserver on loopback (the installer patches it to listen on
-  # the spec's host), and the testee client built on the engine.
-  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-autobahn-testee
+  # the spec's host), and the testee client built on the engine (or on
+  # the tokio adapter).
+  [[ $mode == client ]] && cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-autobahn-testee
   cat >"$work/spec.json" <<JSON
 {
   "url": "ws://127.0.0.1:$port",
@@ -92,27 +106,38 @@ JSON
   srv=$!
   wait_port
   start=$(date +%s)
-  be_arg=()
-  [[ $backend == auto ]] || be_arg=("$backend")
-  timeout 1800 "$root/target/release/autobahn-testee-client" "ws://127.0.0.1:$port" "ringwire-client-$backend" "${be_arg[@]}" \
+  if [[ $mode == tokio-client ]]; then
+    testee=("$tokio_testee" client "ws://127.0.0.1:$port" ringwire-tokio-client)
+  else
+    be_arg=()
+    [[ $backend == auto ]] || be_arg=("$backend")
+    testee=("$root/target/release/autobahn-testee-client" "ws://127.0.0.1:$port" "ringwire-client-$backend" "${be_arg[@]}")
+  fi
+  timeout 1800 "${testee[@]}" \
     >"$out/testee.log" 2>&1 || { echo "testee client failed (see $out/testee.log)" >&2; tail -20 "$out/testee.log" >&2; exit 1; }
   echo "autobahn client run, backend $backend: $(( $(date +%s) - start )) s"
   gate
   exit $?
 fi
 
-cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
-
-# The testee: the engine's /echo (16 MiB max message, which the 9.* cases
-# need), loopback only.
-args=(serve --listen "127.0.0.1:$port" --max-message-size $((16 << 20)) --deflate)
-[[ $backend == auto ]] || args+=(--backend "$backend")
 scheme=ws
-if [[ $tls == 1 ]]; then
-  args+=(--tls-self-signed); scheme=wss
+if [[ $mode == tokio-server ]]; then
+  # The tokio adapter's echo server (deflate, 16 MiB messages).
+  "$tokio_testee" server "127.0.0.1:$port" >"$out/testee.log" 2>&1 &
+  srv=$!
+else
+  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
+
+  # The testee: the engine's /echo (16 MiB max message, which the 9.* cases
+  # need), loopback only.
+  args=(serve --listen "127.0.0.1:$port" --max-message-size $((16 << 20)) --deflate)
+  [[ $backend == auto ]] || args+=(--backend "$backend")
+  if [[ $tls == 1 ]]; then
+    args+=(--tls-self-signed); scheme=wss
+  fi
+  "$root/target/release/ringwire" "${args[@]}" >"$out/testee.log" 2>&1 &
+  srv=$!
 fi
-"$root/target/release/ringwire" "${args[@]}" >"$out/testee.log" 2>&1 &
-srv=$!
 wait_port
 
 cat >"$work/spec.json" <<JSON

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side echo comparison: ringwire (io_uring and epoll) against
+# Side-by-side echo comparison: ringwire (io_uring and epoll) and
+# ringwire-tokio (ringwire's parser on tokio) against
 # tokio-tungstenite, fastwebsockets, tokio-websockets, uWebSockets (uWS.js)
 # and node ws, in the same run, on the same machine, with the same load,
 # measured with two generators: `ringwire load` and raw-echo-client (a
@@ -12,8 +13,8 @@
 #            are reported (default 3; --cpu-table: 4)
 #   SECS     seconds per run after a 1 s warm-up (default 5; --cpu-table: 3)
 #   SERVERS  space-separated (default: ringwire-uring ringwire-epoll
-#            tokio-tungstenite fastwebsockets tokio-websockets uws ws;
-#            --cpu-table: the first five)
+#            tokio-tungstenite fastwebsockets tokio-websockets ringwire-tokio
+#            uws ws; --cpu-table: the first six)
 #            also available: ringwire-aio-uring ringwire-aio-epoll (the
 #            async API's echo, bench/src/bin/aio_echo.rs)
 #
@@ -100,7 +101,7 @@ while (($#)); do
   esac
 done
 ((${#pos[@]} <= 3)) || die "at most three arguments: [ROUNDS] [SECS] [SERVERS] (quote the server list)"
-rust_servers="ringwire-uring ringwire-epoll tokio-tungstenite fastwebsockets tokio-websockets"
+rust_servers="ringwire-uring ringwire-epoll tokio-tungstenite fastwebsockets tokio-websockets ringwire-tokio"
 if ((CPU_TABLE)); then
   ROUNDS=${pos[0]:-4}
   SECS=${pos[1]:-3}
@@ -172,6 +173,7 @@ start_server() { # name -> pid on stdout
     tokio-tungstenite) "${pin[@]}" ./target/release/peer-tokio-tungstenite "$addr" --workers "$n" >/dev/null 2>&1 & ;;
     fastwebsockets) "${pin[@]}" ./target/release/peer-fastwebsockets "$addr" --workers "$n" >/dev/null 2>&1 & ;;
     tokio-websockets) "${pin[@]}" ./target/release/peer-tokio-websockets "$addr" --workers "$n" >/dev/null 2>&1 & ;;
+    ringwire-tokio) "${pin[@]}" ./target/release/peer-ringwire-tokio "$addr" --workers "$n" >/dev/null 2>&1 & ;;
     uws) "${pin[@]}" bench/peers/node/run-uws.sh "$addr" >/dev/null 2>&1 & ;;
     ws) "${pin[@]}" bench/peers/node/run-ws.sh "$addr" >/dev/null 2>&1 & ;;
     *) echo "unknown server $name" >&2; exit 2 ;;

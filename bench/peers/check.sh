@@ -9,10 +9,11 @@
 # have it (ringwire serve, uws, tokio-tungstenite: rooms apart, sender
 # included, 100 messages in order at every member), and stops the server by
 # its PID.
-#   bench/peers/check.sh [PEER...]          (default: the five peers)
+#   bench/peers/check.sh [PEER...]          (default: the six peers)
 #   bench/peers/check.sh --chat [SERVER...] (only the chat check; default:
 #                                            ringwire tokio-tungstenite uws)
-# PEER/SERVER: tokio-tungstenite fastwebsockets tokio-websockets uws ws, or
+# PEER/SERVER: tokio-tungstenite fastwebsockets tokio-websockets
+# ringwire-tokio uws ws, or
 # ringwire (`ringwire serve --reactors 2`: echo on /echo, chat on /chat/...).
 # Needs: cargo build --release -p ringwire-cli -p ringwire-peers, and
 # bench/peers/install.sh for the node peers and the node checks.
@@ -23,6 +24,7 @@ declare -A cmd=(
   [tokio-tungstenite]=target/release/peer-tokio-tungstenite
   [fastwebsockets]=target/release/peer-fastwebsockets
   [tokio-websockets]=target/release/peer-tokio-websockets
+  [ringwire-tokio]=target/release/peer-ringwire-tokio
   [uws]=bench/peers/node/run-uws.sh
   [ws]=bench/peers/node/run-ws.sh
   [ringwire]=target/release/ringwire
@@ -39,7 +41,7 @@ if ((${#peers[@]} == 0)); then
   if [[ $chat_only == yes ]]; then
     peers=(ringwire tokio-tungstenite uws)
   else
-    peers=(tokio-tungstenite fastwebsockets tokio-websockets uws ws)
+    peers=(tokio-tungstenite fastwebsockets tokio-websockets ringwire-tokio uws ws)
   fi
 fi
 for p in "${peers[@]}"; do
