@@ -46,6 +46,99 @@
 //! server.run_until_signal(std::time::Duration::from_secs(5));
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! # A room chat (pub/sub topics and the router)
+//!
+//! Every text message goes to every member of its room, on every reactor;
+//! the frame is built once per publish (see [`WebSocket::subscribe`] for
+//! the guarantees). The room is a path parameter.
+//!
+//! ```no_run
+//! use ringwire::{Handler, Message, Reject, Router, Server, UpgradeRequest, UpgradeResponse, WebSocket};
+//!
+//! struct Room;
+//! impl Handler for Room {
+//!     type Conn = String; // the connection's topic
+//!     fn on_upgrade(&mut self, req: &UpgradeRequest<'_>, _: &mut UpgradeResponse) -> Result<String, Reject> {
+//!         Ok(format!("room/{}", req.param("room").unwrap_or("")))
+//!     }
+//!     fn on_open(&mut self, ws: &mut WebSocket<'_, String>) {
+//!         let topic = ws.state().clone();
+//!         ws.subscribe(topic);
+//!     }
+//!     fn on_message(&mut self, ws: &mut WebSocket<'_, String>, msg: Message<'_>) {
+//!         let topic = ws.state().clone();
+//!         let _ = ws.publish(&topic, &msg); // everyone else in the room
+//!         let _ = ws.send(&msg); // and the sender
+//!     }
+//! }
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:9001".parse().unwrap())
+//!     .start(|_| Router::new().ws("/chat/{room}", Room))?;
+//! // From any thread: an announcement to one room.
+//! server.publish("room/lobby", &ringwire::SharedMessage::text("welcome"));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # A client
+//!
+//! A client engine dials out; the connection gets the same callbacks, with
+//! the state given to `connect`.
+//!
+//! ```no_run
+//! use ringwire::{Client, CloseCode, ConnectError, ConnectOptions, Handler, Message, WebSocket};
+//!
+//! struct Hello;
+//! impl Handler for Hello {
+//!     type Conn = u32; // our own id for the connection
+//!     fn on_open(&mut self, ws: &mut WebSocket<'_, u32>) {
+//!         let _ = ws.send_text("hello");
+//!     }
+//!     fn on_message(&mut self, ws: &mut WebSocket<'_, u32>, msg: Message<'_>) {
+//!         println!("{}: {:?}", ws.state(), msg.as_bytes());
+//!         ws.close(CloseCode::NORMAL, "done");
+//!     }
+//!     fn on_connect_error(&mut self, id: u32, err: &ConnectError) {
+//!         eprintln!("{id}: {err}");
+//!     }
+//! }
+//!
+//! let client = Client::builder().reactors(1).start(|_| Hello)?;
+//! client.connect("ws://127.0.0.1:9001/echo", ConnectOptions::default(), 1)
+//!     .map_err(std::io::Error::other)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # TLS on both sides
+//!
+//! `wss://` runs inside the reactors (rustls; see the [`tls`] module):
+//! a server with a certificate, a client that trusts its CA.
+//!
+//! ```no_run
+//! use ringwire::{Client, ClientTls, ConnectOptions, Server, ServerTls};
+//! # struct Echo;
+//! # impl ringwire::Handler for Echo { type Conn = (); }
+//!
+//! // A server certificate chain and key (PEM); for a demo:
+//! // `ServerTls::self_signed_localhost()` makes one for localhost.
+//! let tls = ServerTls::from_pem_files("chain.pem".as_ref(), "key.pem".as_ref())
+//!     .map_err(std::io::Error::other)?;
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:9443".parse().unwrap())
+//!     .tls(tls)
+//!     .start(|_| Echo)?;
+//!
+//! // A client trusting a private CA (not the bundled Mozilla roots).
+//! let opts = ConnectOptions {
+//!     tls: Some(ClientTls::with_ca_file("ca.pem".as_ref()).map_err(std::io::Error::other)?),
+//!     ..ConnectOptions::default()
+//! };
+//! let client = Client::builder().start(|_| Echo)?;
+//! client.connect("wss://localhost:9443/echo", opts, ())
+//!     .map_err(std::io::Error::other)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 
@@ -85,6 +178,17 @@ pub use metrics::{
 pub use ringwire_parser::deflate::{DeflateConfig, DeflateParams};
 pub use ringwire_parser::handshake::{HttpRequest, UpgradeRequest};
 pub use ringwire_parser::{CloseCode, Message, Payload, TextPayload};
+/// TLS for `wss://` (the `ringwire-tls` crate: rustls with the ring
+/// provider, driven in place by the reactors): [`ServerTls`] (PEM
+/// certificate chain and key, SNI, a self-signed certificate for demos)
+/// for [`ServerBuilder::tls`], [`ClientTls`] (the bundled Mozilla roots, a
+/// private CA, a pinned certificate, or no verification for tests) for
+/// [`ConnectOptions::tls`]. A CA certificate given to
+/// `ClientTls::with_ca_pem` is a trust anchor; the server's own certificate
+/// must be an end entity (`basicConstraints CA:FALSE` and a
+/// `subjectAltName` for the host): a certificate that says it is a CA is
+/// refused as the server's (`CaUsedAsEndEntity`); see the README for an
+/// `openssl` recipe.
 pub use ringwire_tls as tls;
 pub use ringwire_tls::{ClientTls, ServerTls};
 /// Entry points for the fuzz targets in `engine/fuzz` (feature

@@ -120,6 +120,18 @@ fn fmt_certificate(
         CertificateError::Other(other) => {
             if let Some(pin) = other.0.downcast_ref::<crate::client::PinMismatch>() {
                 write!(f, "certificate for {name:?}: {pin}")
+            } else if other.to_string().contains("CaUsedAsEndEntity") {
+                // webpki's error (not a type this crate names): the usual
+                // cause is `openssl req -x509` without extensions, whose
+                // certificate says it is a CA.
+                write!(
+                    f,
+                    "certificate for {name:?} rejected: CaUsedAsEndEntity (the server's \
+                     certificate is a CA certificate; give the server an end-entity \
+                     certificate: basicConstraints CA:FALSE and a subjectAltName, e.g. \
+                     `openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE \
+                     -addext subjectAltName=DNS:{name}`)"
+                )
             } else {
                 write!(f, "certificate for {name:?} rejected: {other}")
             }

@@ -689,3 +689,26 @@ fn pem_files_and_config_errors() {
     );
     assert!(ClientTls::with_ca_pem(b"").is_err());
 }
+
+/// A server certificate that says it is a CA (what a plain `openssl req
+/// -x509` makes) is refused as the server's own, and the error says how to
+/// make one that works.
+#[test]
+fn ca_certificate_as_the_servers_is_refused_with_a_hint() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let server =
+        ServerTls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let client = ClientTls::with_ca_pem(cert.pem().as_bytes()).unwrap();
+    let f = connect_err(&server, &client, "localhost");
+    let msg = f.error.to_string();
+    assert!(msg.contains("CaUsedAsEndEntity"), "{msg}");
+    assert!(
+        msg.contains("basicConstraints=critical,CA:FALSE")
+            && msg.contains("subjectAltName=DNS:localhost"),
+        "{msg}"
+    );
+}
