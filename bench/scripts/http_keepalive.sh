@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# HTTP/1.1 keep-alive `GET /` side by side (issue #16 "Targets": requests/s
+# >= 1.2x a hyper 1.x server, current-thread, same response, one load
+# tool, keep-alive on both): `ringwire serve --reactors 1` on each backend
+# against peer-hyper (bench/peers/src/bin/peer_hyper.rs: hyper 1 +
+# hyper-util, http1::Builder with keep-alive, tokio current-thread runtime),
+# both answering `GET /` with cli/src/page.html (text/html; charset=utf-8,
+# Content-Length, Date). Load tool: wrk (Debian's; bench/scripts/install_wrk.sh).
+#
+#   bench/scripts/http_keepalive.sh [SECS=5] [ROUNDS=3]
+#
+# Environment (all optional):
+#   SERVERS   default "ringwire-uring ringwire-epoll hyper"
+#   CONNS     wrk connections per setting, default "50 10 1"
+#   WARMUP    seconds of an unmeasured wrk run before each run (default 1)
+#   URL_PATH  request path (default /)
+#   PORT      loopback port (default 9491)
+#   NO_BUILD=1  skip `cargo build --release -p ringwire-cli -p ringwire-peers`
+#
+# Each run: the server is started pinned to CPU 1 (one core: ringwire
+# `--reactors 1`, hyper on its current-thread runtime), then wrk pinned to
+# CPU 0 with one thread: a WARMUP s run, then `wrk -t1 -cN -dSECSs --latency`
+# with bench/scripts/wrk_json.lua (its figures as one JSON line). Rounds
+# interleave the servers (for each round, for each CONNS, every server in
+# turn). The server's CPU time (utime + stime, all threads) and wrk's are
+# read from /proc/PID/stat over a window inside the measured run (from
+# 0.5 s after it starts to 0.5 s before its end): the server's share of one
+# core and its CPU µs per request, the figure that does not depend on how
+# much CPU the generator leaves over. Before the runs each server's answer
+# to `GET /` is checked (status 200, body = cli/src/page.html, the
+# Content-Type) with curl.
+#
+# Output: bench/results/http-keepalive-<date>.jsonl (every run) and, on
+# stdout and in bench/results/http-keepalive-<date>.md, Markdown tables of
+# the medians (requests/s, wrk p50/p99 latency, server CPU share and µs per
+# request) with ringwire/hyper ratios from the same run. Loopback only;
+# every run bounded in time; servers stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cmdline=""
+for v in SERVERS CONNS WARMUP URL_PATH; do
+  [[ -n ${!v:-} ]] && cmdline+="$v=\"${!v}\" "
+done
+cmdline+="bench/scripts/http_keepalive.sh $*"
+SECS=${1:-5}
+ROUNDS=${2:-3}
+SERVERS=${SERVERS:-"ringwire-uring ringwire-epoll hyper"}
+CONNS=${CONNS:-"50 10 1"}
+WARMUP=${WARMUP:-1}
+URL_PATH=${URL_PATH:-/}
+PORT=${PORT:-9491}
+GEN_CPU=0
+SRV_CPU=1
+((SECS >= 2)) || { echo "http_keepalive.sh: SECS must be >= 2" >&2; exit 2; }
+(($(nproc) >= 2)) || { echo "http_keepalive.sh: needs 2 CPUs (generator on 0, server on 1)" >&2; exit 2; }
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+  cargo build --release -q -p ringwire-cli -p ringwire-peers
+fi
+bench/scripts/install_wrk.sh
+command -v curl >/dev/null || { echo "http_keepalive.sh: needs curl (the response check)" >&2; exit 2; }
+target=${CARGO_TARGET_DIR:-./target}
+bin=$target/release/ringwire
+hyper_bin=$target/release/peer-hyper
+lua=bench/scripts/wrk_json.lua
+url=http://127.0.0.1:$PORT$URL_PATH
+hz=$(getconf CLK_TCK)
+stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+mkdir -p bench/results
+out=bench/results/http-keepalive-$stamp.jsonl
+md=bench/results/http-keepalive-$stamp.md
+: >"$out"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+start_server() { # name -> pid
+  local addr=127.0.0.1:$PORT
+  case $1 in
+    ringwire-uring) taskset -c $SRV_CPU "$bin" serve --listen "$addr" --reactors 1 --backend uring >/dev/null 2>&1 & ;;
+    ringwire-epoll) taskset -c $SRV_CPU "$bin" serve --listen "$addr" --reactors 1 --backend epoll >/dev/null 2>&1 & ;;
+    hyper) taskset -c $SRV_CPU "$hyper_bin" "$addr" >/dev/null 2>&1 & ;;
+    *) echo "unknown server $1 (want ringwire-uring, ringwire-epoll or hyper)" >&2; exit 2 ;;
+  esac
+  local pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { echo $pid; return 0; }
+    sleep 0.05
+  done
+  echo "$1 did not start" >&2
+  kill $pid 2>/dev/null
+  return 1
+}
+
+stop_server() {
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 50); do
+    [[ -e /proc/$1 && $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]] || return 0
+    sleep 0.05
+  done
+  kill -9 "$1" 2>/dev/null || true
+}
+
+# The same answer from every server: 200, the page, its Content-Type.
+check_response() {
+  local srv body hdrs
+  srv=$(start_server "$1") || return 1
+  body=$(mktemp) hdrs=$(mktemp)
+  local ok=1
+  curl -s --max-time 5 -D "$hdrs" -o "$body" "$url" || ok=0
+  stop_server "$srv"
+  if [[ $ok == 1 && $URL_PATH == / ]]; then
+    head -1 "$hdrs" | grep -q ' 200' || ok=0
+    cmp -s "$body" cli/src/page.html || ok=0
+    grep -qi '^content-type: text/html; charset=utf-8' "$hdrs" || ok=0
+  fi
+  echo "$1: $(head -1 "$hdrs" | tr -d '\r'); $(wc -c <"$body") B body; headers: $(sed 1d "$hdrs" | tr -d '\r' | cut -d: -f1 | grep . | paste -sd, -)" >&2
+  rm -f "$body" "$hdrs"
+  [[ $ok == 1 ]] || { echo "http_keepalive.sh: $1 does not answer GET $URL_PATH as expected" >&2; return 1; }
+}
+
+# measure SERVER CONNS ROUND
+measure() {
+  local server=$1 conns=$2 round=$3
+  local srv; srv=$(start_server "$server") || return 0
+  taskset -c $GEN_CPU wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
+  local txt; txt=$(mktemp)
+  taskset -c $GEN_CPU wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$lua" "$url" >"$txt" 2>&1 &
+  local gen=$!
+  sleep 0.5
+  local s0 g0 t0 s1 g1 t1
+  s0=$(cpu_ticks "$srv"); g0=$(cpu_ticks "$gen"); t0=$(date +%s.%N)
+  sleep "$(python3 -c "print($SECS - 1.0)")"
+  s1=$(cpu_ticks "$srv"); g1=$(cpu_ticks "$gen"); t1=$(date +%s.%N)
+  wait $gen || true
+  stop_server "$srv"
+  python3 - "$server" "$conns" "$round" "$SECS" "$txt" "$s0" "$s1" "$g0" "$g1" "$t0" "$t1" "$hz" >>"$out" <<'PY'
+import json, sys
+server, conns, rnd, secs, path, s0, s1, g0, g1, t0, t1, hz = sys.argv[1:]
+w = {}
+for line in open(path):
+    if line.startswith("WRKJSON "):
+        w = json.loads(line[len("WRKJSON "):])
+win = max(1e-9, float(t1) - float(t0))
+cpu = (float(s1) - float(s0)) / float(hz) / win
+gen_cpu = (float(g1) - float(g0)) / float(hz) / win
+n = w.get("requests", 0)
+rps = n / (w["duration_us"] / 1e6) if w.get("duration_us") else 0.0
+errors = sum(w.get(k, 0) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")) + (0 if w else 1)
+print(json.dumps({
+    "server": server, "conns": int(conns), "round": int(rnd), "secs": float(secs),
+    "requests": n, "rps": rps, "bytes_per_response": w.get("bytes", 0) / n if n else 0,
+    "p50_us": w.get("p50_us", 0), "p90_us": w.get("p90_us", 0), "p99_us": w.get("p99_us", 0),
+    "max_us": w.get("max_us", 0), "errors": errors,
+    "err_detail": {k: w.get(k, 0) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")},
+    "server_cpu": cpu, "cpu_us_per_req": cpu * 1e6 / rps if rps else None,
+    "gen_cpu": gen_cpu,
+}))
+PY
+  tail -1 "$out" | python3 -c 'import json, sys; r = json.load(sys.stdin); print("  {:,.0f} req/s  p50 {} us  p99 {} us  server CPU {:.0f}%  wrk CPU {:.0f}%  errors {}".format(r["rps"], r["p50_us"], r["p99_us"], r["server_cpu"] * 100, r["gen_cpu"] * 100, r["errors"]))' >&2
+  rm -f "$txt"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for s in $SERVERS; do check_response "$s"; done
+for round in $(seq "$ROUNDS"); do
+  for c in $CONNS; do
+    for s in $SERVERS; do
+      echo "round $round/$ROUNDS  -c$c  $s" >&2
+      measure "$s" "$c" "$round"
+    done
+  done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+python3 - "$out" "$SERVERS" "$CONNS" "$SECS" "$ROUNDS" "$cmdline" "$load_before" "$load_after" "$URL_PATH" <<'PY' | tee "$md"
+import json, statistics, sys
+path, servers, conns, secs, rounds, cmdline, lb, la, url_path = sys.argv[1:]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+servers = servers.split()
+conns = [int(c) for c in conns.split()]
+med = statistics.median
+print(f"`{cmdline}`: {rounds} round(s), servers interleaved, {secs} s measured per run "
+      f"after a warm-up; `GET {url_path}` ({rows[0]['bytes_per_response']:.0f} B per response with headers); server pinned to CPU 1, "
+      f"`wrk -t1 -cN --latency` pinned to CPU 0. Load average before / after: {lb} / {la}. "
+      f"Every run: `{path}`.\n")
+print("Medians: requests/s; wrk p50 / p99 latency; server CPU share of one core; server CPU µs per request "
+      "(from /proc/PID/stat inside the measured window); wrk's CPU share. ✗ = a run with errors or non-2xx answers.\n")
+print("| conns | server | req/s | p50 | p99 | server CPU | CPU µs/req | wrk CPU |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|")
+def fmt_us(us):
+    return f"{us/1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+m = {}
+for c in conns:
+    for s in servers:
+        rs = [r for r in rows if r["server"] == s and r["conns"] == c]
+        if not rs:
+            continue
+        per = [r["cpu_us_per_req"] for r in rs if r["cpu_us_per_req"]]
+        m[(s, c)] = d = {
+            "rps": med(r["rps"] for r in rs), "p50": med(r["p50_us"] for r in rs),
+            "p99": med(r["p99_us"] for r in rs), "cpu": med(r["server_cpu"] for r in rs),
+            "per": med(per) if per else None, "gen": med(r["gen_cpu"] for r in rs),
+            "bad": any(r["errors"] for r in rs),
+        }
+        per_s = f"{d['per']:.2f}" if d["per"] else "—"
+        print(f"| {c} | {s}{' ✗' if d['bad'] else ''} | {d['rps']:,.0f} | {fmt_us(d['p50'])} | {fmt_us(d['p99'])} | "
+              f"{d['cpu']*100:.0f}% | {per_s} | {d['gen']*100:.0f}% |")
+if "hyper" in servers:
+    print("\nringwire / hyper, from the medians above (per-round ratios of the interleaved runs in brackets, min–max):\n")
+    print("| conns | server | req/s ratio | hyper CPU µs/req ÷ this server's (efficiency) |")
+    print("|---:|---|---:|---:|")
+    for c in conns:
+        h = m.get(("hyper", c))
+        if not h:
+            continue
+        for s in servers:
+            if s == "hyper" or (s, c) not in m:
+                continue
+            d = m[(s, c)]
+            per_round = []
+            for rnd in sorted({r["round"] for r in rows}):
+                a = [r["rps"] for r in rows if r["server"] == s and r["conns"] == c and r["round"] == rnd]
+                b = [r["rps"] for r in rows if r["server"] == "hyper" and r["conns"] == c and r["round"] == rnd]
+                if a and b and b[0]:
+                    per_round.append(a[0] / b[0])
+            rng = f" [{min(per_round):.2f}–{max(per_round):.2f}]" if per_round else ""
+            eff = f"{h['per']/d['per']:.2f}×" if h["per"] and d["per"] else "—"
+            print(f"| {c} | {s} | {d['rps']/h['rps']:.2f}×{rng} | {eff} |")
+PY
