@@ -70,6 +70,8 @@ out=bench/results/http-keepalive-$stamp.jsonl
 md=bench/results/http-keepalive-$stamp.md
 : >"$out"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Machine-wide busy ticks (user nice system irq steal) and softirq ticks, all CPUs.
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $9 "," $8}' /proc/stat; }
 
 start_server() { # name -> pid
   local addr=127.0.0.1:$PORT
@@ -125,15 +127,15 @@ measure() {
   taskset -c $GEN_CPU wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$lua" "$url" >"$txt" 2>&1 &
   local gen=$!
   sleep 0.5
-  local s0 g0 t0 s1 g1 t1
-  s0=$(cpu_ticks "$srv"); g0=$(cpu_ticks "$gen"); t0=$(date +%s.%N)
+  local s0 g0 m0 t0 s1 g1 m1 t1
+  s0=$(cpu_ticks "$srv"); g0=$(cpu_ticks "$gen"); m0=$(machine_ticks); t0=$(date +%s.%N)
   sleep "$(python3 -c "print($SECS - 1.0)")"
-  s1=$(cpu_ticks "$srv"); g1=$(cpu_ticks "$gen"); t1=$(date +%s.%N)
+  s1=$(cpu_ticks "$srv"); g1=$(cpu_ticks "$gen"); m1=$(machine_ticks); t1=$(date +%s.%N)
   wait $gen || true
   stop_server "$srv"
-  python3 - "$server" "$conns" "$round" "$SECS" "$txt" "$s0" "$s1" "$g0" "$g1" "$t0" "$t1" "$hz" >>"$out" <<'PY'
+  python3 - "$server" "$conns" "$round" "$SECS" "$txt" "$s0" "$s1" "$g0" "$g1" "$m0" "$m1" "$t0" "$t1" "$hz" >>"$out" <<'PY'
 import json, sys
-server, conns, rnd, secs, path, s0, s1, g0, g1, t0, t1, hz = sys.argv[1:]
+server, conns, rnd, secs, path, s0, s1, g0, g1, m0, m1, t0, t1, hz = sys.argv[1:]
 w = {}
 for line in open(path):
     if line.startswith("WRKJSON "):
@@ -141,6 +143,11 @@ for line in open(path):
 win = max(1e-9, float(t1) - float(t0))
 cpu = (float(s1) - float(s0)) / float(hz) / win
 gen_cpu = (float(g1) - float(g0)) / float(hz) / win
+(b0, q0), (b1, q1) = (map(float, m.split(",")) for m in (m0, m1))
+softirq = (q1 - q0) / float(hz) / win
+# CPU (in cores) the rest of the machine used in the window: busy time
+# outside softirq that neither the server nor wrk was charged with.
+others = max(0.0, (b1 - b0) / float(hz) / win - cpu - gen_cpu)
 n = w.get("requests", 0)
 rps = n / (w["duration_us"] / 1e6) if w.get("duration_us") else 0.0
 errors = sum(w.get(k, 0) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")) + (0 if w else 1)
@@ -151,10 +158,10 @@ print(json.dumps({
     "max_us": w.get("max_us", 0), "errors": errors,
     "err_detail": {k: w.get(k, 0) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")},
     "server_cpu": cpu, "cpu_us_per_req": cpu * 1e6 / rps if rps else None,
-    "gen_cpu": gen_cpu,
+    "gen_cpu": gen_cpu, "softirq_cpu": softirq, "others_cpu": others,
 }))
 PY
-  tail -1 "$out" | python3 -c 'import json, sys; r = json.load(sys.stdin); print("  {:,.0f} req/s  p50 {} us  p99 {} us  server CPU {:.0f}%  wrk CPU {:.0f}%  errors {}".format(r["rps"], r["p50_us"], r["p99_us"], r["server_cpu"] * 100, r["gen_cpu"] * 100, r["errors"]))' >&2
+  tail -1 "$out" | python3 -c 'import json, sys; r = json.load(sys.stdin); print("  {:,.0f} req/s  p50 {} us  p99 {} us  server CPU {:.0f}%  wrk CPU {:.0f}%  errors {}".format(r["rps"], r["p50_us"], r["p99_us"], r["server_cpu"] * 100, r["gen_cpu"] * 100, r["errors"]) + "  others {:.0f}%".format(r["others_cpu"] * 100))' >&2
   rm -f "$txt"
 }
 
@@ -182,9 +189,10 @@ print(f"`{cmdline}`: {rounds} round(s), servers interleaved, {secs} s measured p
       f"`wrk -t1 -cN --latency` pinned to CPU 0. Load average before / after: {lb} / {la}. "
       f"Every run: `{path}`.\n")
 print("Medians: requests/s; wrk p50 / p99 latency; server CPU share of one core; server CPU µs per request "
-      "(from /proc/PID/stat inside the measured window); wrk's CPU share. ✗ = a run with errors or non-2xx answers.\n")
-print("| conns | server | req/s | p50 | p99 | server CPU | CPU µs/req | wrk CPU |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|")
+      "(from /proc/PID/stat inside the measured window); wrk's CPU share; others: CPU (in % of one core) "
+      "the rest of the machine used in the window (busy time in /proc/stat outside softirq, less the server's and wrk's). ✗ = a run with errors or non-2xx answers.\n")
+print("| conns | server | req/s | p50 | p99 | server CPU | CPU µs/req | wrk CPU | others |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 def fmt_us(us):
     return f"{us/1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
 m = {}
@@ -198,11 +206,12 @@ for c in conns:
             "rps": med(r["rps"] for r in rs), "p50": med(r["p50_us"] for r in rs),
             "p99": med(r["p99_us"] for r in rs), "cpu": med(r["server_cpu"] for r in rs),
             "per": med(per) if per else None, "gen": med(r["gen_cpu"] for r in rs),
+            "others": med(r["others_cpu"] for r in rs),
             "bad": any(r["errors"] for r in rs),
         }
         per_s = f"{d['per']:.2f}" if d["per"] else "—"
         print(f"| {c} | {s}{' ✗' if d['bad'] else ''} | {d['rps']:,.0f} | {fmt_us(d['p50'])} | {fmt_us(d['p99'])} | "
-              f"{d['cpu']*100:.0f}% | {per_s} | {d['gen']*100:.0f}% |")
+              f"{d['cpu']*100:.0f}% | {per_s} | {d['gen']*100:.0f}% | {d['others']*100:.0f}% |")
 if "hyper" in servers:
     print("\nringwire / hyper, from the medians above (per-round ratios of the interleaved runs in brackets, min–max):\n")
     print("| conns | server | req/s ratio | hyper CPU µs/req ÷ this server's (efficiency) |")
