@@ -5,7 +5,7 @@
 //! `Content-Length` and `Date`, and the bytes of cli/src/page.html; another
 //! path gets 404. Bounded: the process is killed on drop, reads time out.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
