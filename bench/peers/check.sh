@@ -12,6 +12,10 @@
 #   bench/peers/check.sh [PEER...]          (default: the six peers)
 #   bench/peers/check.sh --chat [SERVER...] (only the chat check; default:
 #                                            ringwire tokio-tungstenite uws)
+#   bench/peers/check.sh --http             (the plain-HTTP peers of
+#       bench/scripts/http_keepalive.sh: peer-hyper and `ringwire serve`
+#       answer GET / with cli/src/page.html, text/html; charset=utf-8, and
+#       curl reuses the connection for a second request: keep-alive)
 # PEER/SERVER: tokio-tungstenite fastwebsockets tokio-websockets
 # ringwire-tokio uws ws, or
 # ringwire (`ringwire serve --reactors 2`: echo on /echo, chat on /chat/...).
@@ -31,6 +35,36 @@ declare -A cmd=(
 )
 # The servers with /chat/{room}.
 declare -A has_chat=([ringwire]=1 [tokio-tungstenite]=1 [uws]=1)
+if [[ ${1:-} == --http ]]; then
+  # Needs curl and target/release/{peer-hyper,ringwire}.
+  fail=0
+  for p in hyper ringwire; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    if [[ $p == hyper ]]; then
+      args=(target/release/peer-hyper "127.0.0.1:$port")
+    else
+      args=(target/release/ringwire serve --listen "127.0.0.1:$port" --reactors 1)
+    fi
+    timeout -s TERM 60 taskset -c 1 "${args[@]}" 2>"/tmp/ringwire-peer-http-$p.log" &
+    pid=$!
+    for _ in $(seq 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
+    body=$(mktemp)
+    verbose=$(curl -sv --max-time 5 -o "$body" "http://127.0.0.1:$port/" -o "$body.2" "http://127.0.0.1:$port/" 2>&1) || true
+    ok=yes
+    cmp -s "$body" cli/src/page.html && cmp -s "$body.2" cli/src/page.html || ok=no
+    grep -qi '^< content-type: text/html; charset=utf-8' <<<"$verbose" || ok=no
+    grep -qi 're-using existing connection\|reusing existing connection' <<<"$verbose" || ok=no
+    printf '%-18s GET / x2 on one connection: page, content-type, keep-alive ok=%s\n' "$p" "$ok"
+    [[ $ok == yes ]] || fail=1
+    rm -f "$body" "$body.2"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  exit $fail
+fi
 chat_only=no
 if [[ ${1:-} == --chat ]]; then
   chat_only=yes
