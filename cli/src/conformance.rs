@@ -92,7 +92,9 @@ struct Common {
     /// expected), report improvements.
     #[arg(long, value_name = "FILE")]
     expect: Option<PathBuf>,
-    /// Write this run's results as an expected-results file.
+    /// Write this run's results as an expected-results file (the cases
+    /// that do not pass); an existing one is merged, keeping the worse
+    /// outcome per case.
     #[arg(long, value_name = "FILE")]
     save_expect: Option<PathBuf>,
     /// Print the summary as one JSON object on stdout (the text goes to
@@ -1023,10 +1025,29 @@ fn finish(c: &Common, dir: &Path, target: &str) -> Result<i32, String> {
     if let Some(path) = &c.save_expect {
         // Only the cases that do not pass: the others are expected OK
         // (or INFORMATIONAL, which ranks the same).
-        let cases: serde_json::Map<String, Value> = results
-            .iter()
-            .filter(|r| !r.outcome.passes())
-            .map(|r| (r.id.clone(), r.outcome.json()))
+        // An existing file is merged, the worse of both kept per case (a
+        // peer whose results depend on timing: record a few runs).
+        let mut worst = if path.exists() {
+            read_expect(path)?
+        } else {
+            BTreeMap::new()
+        };
+        for r in results.iter().filter(|r| !r.outcome.passes()) {
+            let o = worst
+                .entry(r.id.clone())
+                .or_insert_with(|| r.outcome.clone());
+            if rank(&r.outcome.behavior) > rank(&o.behavior) {
+                o.behavior = r.outcome.behavior.clone();
+            }
+            if rank(&r.outcome.close) > rank(&o.close) {
+                o.close = r.outcome.close.clone();
+            }
+        }
+        let mut ids: Vec<&String> = worst.keys().collect();
+        ids.sort_by_key(|id| case_key(id));
+        let cases: serde_json::Map<String, Value> = ids
+            .into_iter()
+            .map(|id| (id.clone(), worst[id].json()))
             .collect();
         let v = json!({
             "agents": agents,
@@ -1061,6 +1082,7 @@ fn finish(c: &Common, dir: &Path, target: &str) -> Result<i32, String> {
             "regressions": regressions.iter().map(|(r, e)| {
                 let mut v = entry(r); v["expected"] = e.json(); v
             }).collect::<Vec<_>>(),
+            "as_expected": expected_failures.iter().map(|r| entry(r)).collect::<Vec<_>>(),
             "improvements": improvements.iter().map(|(r, e)| {
                 let mut v = entry(r); v["expected"] = e.json(); v
             }).collect::<Vec<_>>(),
