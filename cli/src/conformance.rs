@@ -559,23 +559,21 @@ fn run_client(a: ClientArgs) -> Result<i32, String> {
     // The fuzzingserver records a case when its connection ends: a client
     // that asks for the reports right after its last close can beat that.
     // Ask again (as the same agents) when a planned case is missing.
-    if a.run.is_some() {
-        if let (Some(planned), Ok(results)) = (planned_cases(&log_path), read_index(&dir)) {
-            let mut agents: Vec<String> = results.iter().map(|r| r.agent.clone()).collect();
-            agents.dedup();
-            let late: Vec<&String> = agents
-                .iter()
-                .filter(|ag| !missing_cases(&results, ag, &planned).is_empty())
-                .collect();
-            if !late.is_empty() {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            for agent in late {
-                request_reports(port, agent)?;
-                match events.recv_timeout(Duration::from_secs(30)) {
-                    Ok(Event::Reports) => {}
-                    _ => return Err(format!("updateReports for {agent}: no reports")),
-                }
+    if let (Some(planned), Ok(results)) = (planned_cases(&log_path), read_index(&dir)) {
+        let mut agents: Vec<String> = results.iter().map(|r| r.agent.clone()).collect();
+        agents.dedup();
+        let late: Vec<&String> = agents
+            .iter()
+            .filter(|ag| !missing_cases(&results, ag, &planned).is_empty())
+            .collect();
+        if !late.is_empty() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        for agent in late {
+            request_reports(port, agent)?;
+            match events.recv_timeout(Duration::from_secs(30)) {
+                Ok(Event::Reports) => {}
+                _ => return Err(format!("updateReports for {agent}: no reports")),
             }
         }
     }
