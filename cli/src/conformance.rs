@@ -1050,7 +1050,6 @@ fn finish(c: &Common, dir: &Path, target: &str) -> Result<i32, String> {
         let v = json!({
             "agents": agents,
             "target": target,
-            "run": results.len(),
             "note": "cases not listed are expected OK or INFORMATIONAL",
             "cases": cases,
         });

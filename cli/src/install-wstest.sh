@@ -85,23 +85,23 @@ if (( ! root )); then
     exit 1
   fi
 else
-changed=0
-put /etc/apt/sources.list.d/bullseye.sources 'Types: deb
+  changed=0
+  put /etc/apt/sources.list.d/bullseye.sources 'Types: deb
 URIs: http://deb.debian.org/debian
 Suites: bullseye
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' && changed=1
-put /etc/apt/preferences.d/bullseye-low-priority 'Explanation: bullseye only for python2.7 (Autobahn|Testsuite)
+  put /etc/apt/preferences.d/bullseye-low-priority 'Explanation: bullseye only for python2.7 (Autobahn|Testsuite)
 Package: *
 Pin: release n=bullseye
 Pin-Priority: 100' && changed=1
-if (( ${#missing[@]} )) || [[ ! -x $PY2 ]]; then
-  say "apt-get install ${missing[*]}"
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${pkgs[@]}"
-elif (( changed )); then
-  apt-get update -q
-fi
+  if (( ${#missing[@]} )) || [[ ! -x $PY2 ]]; then
+    say "apt-get install ${missing[*]}"
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+  elif (( changed )); then
+    apt-get update -q
+  fi
 fi
 
 # 3: the virtualenv.
