@@ -24,6 +24,9 @@
 # to autobahn/reports/<mode>/<backend>/ (git-ignored). Installs wstest when
 # missing (needs root). Exits non-zero unless every case run is OK or
 # INFORMATIONAL (NON-STRICT and UNIMPLEMENTED fail).
+#
+# A thin user of `ringwire conformance server|client` (the suite, its
+# summary and its gate): this script only starts the testee.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -39,9 +42,10 @@ while [[ ${1:-} == --* ]]; do
   esac
   shift
 done
-cases=${1:-'["*"]'}
-exclude='[]'
-[[ $skip_deflate == 1 ]] && exclude='["12.*", "13.*"]'
+# ["1.*", "2.1"] -> 1.*,2.1
+cases=$(tr -d '[]" ' <<<"${1:-*}")
+conf=(--cases "$cases" --timeout 1800)
+[[ $skip_deflate == 1 ]] && conf+=(--no-deflate)
 backend=${RINGWIRE_BACKEND:-auto}
 port=${AUTOBAHN_PORT:-9001}
 
@@ -62,10 +66,39 @@ out="$here/reports/$mode$suffix/$backend"
 [[ $mode == tokio-* ]] && out="$here/reports/$mode"
 [[ $skip_deflate == 1 ]] && out="$out-1-10"
 rm -rf "$out"; mkdir -p "$out"
-work=$(mktemp -d)
+conf+=(--report-dir "$out")
 srv=""
-cleanup() { [[ -n $srv ]] && kill "$srv" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { [[ -n $srv ]] && kill "$srv" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "127.0.0.1:$port is already in use: stop that process or set AUTOBAHN_PORT" >&2
+  exit 1
+fi
+
+cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
+ringwire="$root/target/release/ringwire"
+tokio_testee="$root/target/release/examples/autobahn_testee"
+if [[ $mode == tokio-* ]]; then
+  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-tokio --example autobahn_testee
+fi
+
+if [[ $mode == client || $mode == tokio-client ]]; then
+  # The fuzzingserver on loopback; the testee client built on the engine
+  # (or on the tokio adapter) started by `ringwire conformance client --run`.
+  if [[ $mode == tokio-client ]]; then
+    run="$tokio_testee client {url} ringwire-tokio-client"
+  else
+    cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-autobahn-testee
+    run="$root/target/release/autobahn-testee-client {url} ringwire-client-$backend"
+    [[ $backend == auto ]] || run+=" $backend"
+  fi
+  start=$(date +%s)
+  rc=0
+  "$ringwire" conformance client --port "$port" --run "$run" "${conf[@]}" || rc=$?
+  echo "autobahn client run, backend $backend: $(( $(date +%s) - start )) s"
+  exit $rc
+fi
+
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
@@ -73,61 +106,12 @@ wait_port() {
   done
   echo "nothing listens on 127.0.0.1:$port" >&2; return 1
 }
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  echo "127.0.0.1:$port is already in use: stop that process or set AUTOBAHN_PORT" >&2
-  exit 1
-fi
-gate() {
-  python3 "$here/summarize.py" "$out"
-}
-
-tokio_testee="$root/target/release/examples/autobahn_testee"
-if [[ $mode == tokio-* ]]; then
-  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-tokio --example autobahn_testee
-fi
-
-if [[ $mode == client || $mode == tokio-client ]]; then
-  # The fuzzingserver on loopback (the installer patches it to listen on
-  # the spec's host), and the testee client built on the engine (or on
-  # the tokio adapter).
-  [[ $mode == client ]] && cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-autobahn-testee
-  cat >"$work/spec.json" <<JSON
-{
-  "url": "ws://127.0.0.1:$port",
-  "options": {"failByDrop": false},
-  "outdir": "$out",
-  "webport": 0,
-  "cases": $cases,
-  "exclude-cases": $exclude,
-  "exclude-agent-cases": {}
-}
-JSON
-  (cd "$work" && exec wstest -m fuzzingserver -s spec.json >"$out/wstest.log" 2>&1) &
-  srv=$!
-  wait_port
-  start=$(date +%s)
-  if [[ $mode == tokio-client ]]; then
-    testee=("$tokio_testee" client "ws://127.0.0.1:$port" ringwire-tokio-client)
-  else
-    be_arg=()
-    [[ $backend == auto ]] || be_arg=("$backend")
-    testee=("$root/target/release/autobahn-testee-client" "ws://127.0.0.1:$port" "ringwire-client-$backend" "${be_arg[@]}")
-  fi
-  timeout 1800 "${testee[@]}" \
-    >"$out/testee.log" 2>&1 || { echo "testee client failed (see $out/testee.log)" >&2; tail -20 "$out/testee.log" >&2; exit 1; }
-  echo "autobahn client run, backend $backend: $(( $(date +%s) - start )) s"
-  gate
-  exit $?
-fi
-
 scheme=ws
 if [[ $mode == tokio-server ]]; then
   # The tokio adapter's echo server (deflate, 16 MiB messages).
   "$tokio_testee" server "127.0.0.1:$port" >"$out/testee.log" 2>&1 &
   srv=$!
 else
-  cargo build --release -q --manifest-path "$root/Cargo.toml" -p ringwire-cli
-
   # The testee: the engine's /echo (16 MiB max message, which the 9.* cases
   # need), loopback only.
   args=(serve --listen "127.0.0.1:$port" --max-message-size $((16 << 20)) --deflate)
@@ -135,23 +119,13 @@ else
   if [[ $tls == 1 ]]; then
     args+=(--tls-self-signed); scheme=wss
   fi
-  "$root/target/release/ringwire" "${args[@]}" >"$out/testee.log" 2>&1 &
+  "$ringwire" "${args[@]}" >"$out/testee.log" 2>&1 &
   srv=$!
 fi
 wait_port
 
-cat >"$work/spec.json" <<JSON
-{
-  "options": {"failByDrop": false},
-  "outdir": "$out",
-  "servers": [{"agent": "ringwire-$backend", "url": "$scheme://127.0.0.1:$port/echo"}],
-  "cases": $cases,
-  "exclude-cases": $exclude,
-  "exclude-agent-cases": {}
-}
-JSON
 start=$(date +%s)
-(cd "$work" && timeout 1800 wstest -m fuzzingclient -s spec.json >"$out/wstest.log" 2>&1) || {
-  echo "wstest failed (see $out/wstest.log)" >&2; tail -20 "$out/wstest.log" >&2; exit 1; }
+rc=0
+"$ringwire" conformance server "$scheme://127.0.0.1:$port/echo" --agent "ringwire-$backend" "${conf[@]}" || rc=$?
 echo "autobahn server run ($scheme), backend $backend: $(( $(date +%s) - start )) s"
-gate
+exit $rc

@@ -1,6 +1,7 @@
 //! `ringwire`: the command-line front end.
 
 mod client;
+mod conformance;
 mod load;
 mod serve;
 
@@ -84,6 +85,12 @@ enum Cmd {
     /// | ringwire client ws://127.0.0.1:9001/echo --once`); exits with the
     /// close code (0 for 1000).
     Client(client::ClientArgs),
+    /// The Autobahn|Testsuite against any server (`server URL`) or client
+    /// (`client`), with a strict gate for CI: exit 0 only when every case
+    /// is OK or INFORMATIONAL (`--allow`, `--expect` relax it), 1 when
+    /// not, 2 when the suite could not run.
+    #[command(subcommand)]
+    Conformance(conformance::ConformanceCmd),
 }
 
 fn main() {
@@ -97,6 +104,13 @@ fn main() {
         Cmd::Client(a) => match client::run(a) {
             Ok(status) => std::process::exit(status),
             Err(e) => Err(e),
+        },
+        Cmd::Conformance(c) => match conformance::run(c) {
+            Ok(status) => std::process::exit(status),
+            Err(e) => {
+                eprintln!("ringwire conformance: {e}");
+                std::process::exit(2);
+            }
         },
     };
     if let Err(e) = r {
